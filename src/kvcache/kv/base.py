@@ -1,0 +1,274 @@
+"""The store contract: Workers KV's API over a handful of backend primitives.
+
+`KVStore` does every check (keys, values, TTLs, metadata, limits, cursors) once,
+so a backend only stores validated `Record`s and answers lookups. Backends must
+guarantee:
+
+- expired rows are never returned or listed (expired means `expiration <= clock()`);
+- a put replaces value, expiry and metadata together;
+- `_list` orders keys by UTF-8 bytes and starts strictly after `start_after`;
+- `_put_many` and `_delete_many` apply all or nothing;
+- where `atomic` is True, `_put_if_absent` and `_delete_if_equals` are atomic
+  across every process and machine that shares the store;
+- driver failures surface as `KVBackendError` carrying the cause.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, ClassVar
+
+from ..errors import KVValidationError
+from . import validation as v
+from .limits import Limits
+from .types import KeyInfo, KVEntry, ListPage, Record
+
+__all__ = ["Clock", "KVStore"]
+
+Clock = Callable[[], float]
+# Aliases made before the class body, where `list` names the method.
+_KeyList = list[KeyInfo]
+_StrList = list[str]
+_RecordList = list[Record]
+
+
+class KVStore(ABC):
+    """A Workers-KV namespace. Use through `kvcache.open_kv`."""
+
+    #: Backend name used in errors and URLs.
+    backend: ClassVar[str] = "abstract"
+    #: True when put_if_absent / delete_if_equals are atomic across processes.
+    atomic: ClassVar[bool] = False
+
+    def __init__(
+        self, *, namespace: str = "default", limits: Limits | None = None, clock: Clock = time.time
+    ) -> None:
+        if not isinstance(namespace, str) or not namespace:
+            raise TypeError("namespace must be a non-empty str")
+        self.namespace = namespace
+        self.limits = limits if limits is not None else Limits.cloudflare()
+        self.clock = clock
+
+    # -- reads -------------------------------------------------------------
+
+    async def get(self, key: str, type: str = "text", *, cache_ttl: int | None = None) -> Any:
+        """The value as str ("text"), parsed JSON ("json") or bytes; None if absent or expired."""
+        v.check_key(key, "GET", self.limits)
+        if type != "text":
+            v.check_type(type)
+        if cache_ttl is not None:
+            v.check_cache_ttl(cache_ttl, "GET", self.limits)
+        raw = await self._get_value(key)
+        if raw is None:
+            return None
+        if type == "text":
+            return raw.decode("utf-8", "replace")
+        return v.decode_value(raw, type)
+
+    async def get_with_metadata(
+        self, key: str, type: str = "text", *, cache_ttl: int | None = None
+    ) -> KVEntry:
+        """Value and metadata together; `KVEntry(None, None)` if absent or expired."""
+        v.check_key(key, "GET", self.limits)
+        v.check_type(type)
+        v.check_cache_ttl(cache_ttl, "GET", self.limits)
+        found = await self._get_entry(key)
+        if found is None:
+            return KVEntry(None, None)
+        raw, meta = found
+        return KVEntry(v.decode_value(raw, type), v.decode_metadata(meta))
+
+    async def get_many(
+        self, keys: Sequence[str], type: str = "text", *, cache_ttl: int | None = None
+    ) -> dict[str, Any]:
+        """Up to 100 keys in one call; every requested key maps to its value or None."""
+        unique = v.check_bulk_get(keys, type, self.limits)
+        v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
+        found = await self._get_entries(unique)
+        self._check_bulk_found(found, type)
+        return {key: self._bulk_value(found.get(key), type) for key in unique}
+
+    async def get_many_with_metadata(
+        self, keys: Sequence[str], type: str = "text", *, cache_ttl: int | None = None
+    ) -> dict[str, KVEntry | None]:
+        """Bulk get with metadata; a missing key maps to None, not to an empty entry."""
+        unique = v.check_bulk_get(keys, type, self.limits)
+        v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
+        found = await self._get_entries(unique)
+        self._check_bulk_found(found, type)
+        out: dict[str, KVEntry | None] = {}
+        for key in unique:
+            item = found.get(key)
+            out[key] = (
+                None
+                if item is None
+                else KVEntry(self._bulk_value(item, type), v.decode_metadata(item[1]))
+            )
+        return out
+
+    @staticmethod
+    def _check_bulk_found(found: dict[str, tuple[bytes, str | None]], type: str) -> None:
+        v.check_bulk_size(sum(len(raw) for raw, _ in found.values()))
+        if type == "json":
+            for raw, _ in found.values():
+                try:
+                    v.decode_value(raw, "json")
+                except ValueError:
+                    raise KVValidationError(
+                        "At least one of the requested keys corresponds to a non-json value",
+                        status=400,
+                        op="GET_BULK",
+                    ) from None
+
+    @staticmethod
+    def _bulk_value(item: tuple[bytes, str | None] | None, type: str) -> Any:
+        return None if item is None else v.decode_value(item[0], type)
+
+    async def list(
+        self, prefix: str | None = None, limit: int | None = 1000, cursor: str | None = None
+    ) -> ListPage:
+        """One page of keys in UTF-8 byte order; follow `cursor` until `list_complete`."""
+        prefix = v.check_prefix(prefix, self.limits)
+        count = v.list_limit(limit)
+        start_after = v.decode_cursor(cursor)
+        keys, more = await self._list(prefix, start_after, count)
+        if more and keys:
+            return ListPage(keys, False, v.encode_cursor(keys[-1].name))
+        return ListPage(keys, True, None)
+
+    # -- writes ------------------------------------------------------------
+
+    async def put(
+        self,
+        key: str,
+        value: str | bytes,
+        *,
+        expiration: int | None = None,
+        expiration_ttl: int | None = None,
+        metadata: Any = None,
+    ) -> None:
+        """Replace the key's value, expiry and metadata together."""
+        await self._put(self._record(key, value, expiration, expiration_ttl, metadata))
+
+    def _record(
+        self,
+        key: str,
+        value: object,
+        expiration: object,
+        expiration_ttl: object,
+        metadata: object,
+    ) -> Record:
+        """Validate in Workers KV's order: key, expiry, metadata size, value size."""
+        v.check_key(key, "PUT", self.limits)
+        if expiration is None and expiration_ttl is None:
+            expires = None
+        else:
+            expires = v.expiry(expiration, expiration_ttl, self.clock(), self.limits)
+        meta = v.metadata_json(metadata, self.limits)
+        return Record(key, v.value_bytes(value, self.limits), expires, meta)
+
+    async def delete(self, key: str) -> None:
+        """Remove the key; an absent key is not an error."""
+        v.check_key(key, "DELETE", self.limits)
+        await self._delete(key)
+
+    async def put_many(self, entries: Iterable[Any]) -> None:
+        """Write up to 10,000 wrangler-style entries in one all-or-nothing step."""
+        records = v.bulk_records(entries, self.clock(), self.limits)
+        if records:
+            await self._put_many(records)
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        """Delete up to 10,000 keys in one all-or-nothing step."""
+        checked = v.bulk_delete_keys(keys, self.limits)
+        if checked:
+            await self._delete_many(checked)
+
+    async def put_if_absent(
+        self,
+        key: str,
+        value: str | bytes,
+        *,
+        expiration: int | None = None,
+        expiration_ttl: int | None = None,
+        metadata: Any = None,
+    ) -> bool:
+        """Write only if no live value exists; True if this call wrote it."""
+        return await self._put_if_absent(
+            self._record(key, value, expiration, expiration_ttl, metadata)
+        )
+
+    async def delete_if_equals(self, key: str, value: str | bytes) -> bool:
+        """Delete only if the live value equals `value` byte for byte; True if deleted."""
+        v.check_key(key, "DELETE", self.limits)
+        data = v.value_bytes(value, self.limits, "DELETE")
+        return await self._delete_if_equals(key, data)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def close(self) -> None:
+        """Release connections and files. Idempotent."""
+        await self._close()
+
+    async def __aenter__(self) -> KVStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} namespace={self.namespace!r}>"
+
+    # -- backend primitives ------------------------------------------------
+
+    @abstractmethod
+    async def _get_value(self, key: str) -> bytes | None:
+        """The live value's bytes, or None."""
+
+    @abstractmethod
+    async def _get_entry(self, key: str) -> tuple[bytes, str | None] | None:
+        """The live value's bytes and metadata JSON, or None."""
+
+    @abstractmethod
+    async def _get_entries(self, keys: _StrList) -> dict[str, tuple[bytes, str | None]]:
+        """Live values and metadata of the given distinct keys; absent keys are left out."""
+
+    @abstractmethod
+    async def _list(self, prefix: str, start_after: str, limit: int) -> tuple[_KeyList, bool]:
+        """Up to `limit` live keys > start_after with the prefix, and whether more follow."""
+
+    @abstractmethod
+    async def _put(self, record: Record) -> None:
+        """Store the record, replacing whatever was there."""
+
+    @abstractmethod
+    async def _put_many(self, records: _RecordList) -> None:
+        """Store all records or none; a later record for the same key wins."""
+
+    @abstractmethod
+    async def _delete(self, key: str) -> None:
+        """Remove the key if present."""
+
+    @abstractmethod
+    async def _delete_many(self, keys: _StrList) -> None:
+        """Remove all the keys or none."""
+
+    @abstractmethod
+    async def _put_if_absent(self, record: Record) -> bool:
+        """Store the record only if no live value exists; True if stored."""
+
+    @abstractmethod
+    async def _delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete the key only if its live value is exactly `value`; True if deleted."""
+
+    @abstractmethod
+    async def _close(self) -> None:
+        """Release resources. Called once or more."""

@@ -1,0 +1,38 @@
+"""The numeric limits a store enforces (Workers KV's by default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Sizes and minimums checked before any I/O.
+
+    Only these numbers change between presets; ordering, replacement and listing
+    rules are the same everywhere.
+    """
+
+    max_key_bytes: int = 512
+    max_value_bytes: int = 26_214_400
+    max_metadata_bytes: int = 1024
+    min_expiration_ttl: int = 60
+    min_cache_ttl: int = 30
+
+    @classmethod
+    def cloudflare(cls) -> Limits:
+        """Exactly Workers KV's limits: code that passes here passes on Cloudflare."""
+        return cls()
+
+    @classmethod
+    def relaxed(cls) -> Limits:
+        """Lifted minimums and sizes, for local stores that need short TTLs or big values."""
+        return cls(
+            max_key_bytes=65_536,
+            max_value_bytes=1 << 30,
+            max_metadata_bytes=1 << 20,
+            min_expiration_ttl=1,
+            min_cache_ttl=0,
+        )

@@ -1,0 +1,135 @@
+"""From a store URL to an open store, importing only the backend that is asked for."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ..errors import KVConfigError
+from .base import Clock, KVStore
+from .limits import Limits
+
+__all__ = ["BACKENDS", "OpenKV", "open_kv", "redact_url"]
+
+#: URL scheme -> (module, factory function). Modules are imported on first use.
+BACKENDS: dict[str, tuple[str, str]] = {
+    "memory": ("kvcache.kv.memory", "from_url"),
+    "sqlite": ("kvcache.kv.sqlite", "from_url"),
+    "redis": ("kvcache.kv.redis", "from_url"),
+    "rediss": ("kvcache.kv.redis", "from_url"),
+    "redis+cluster": ("kvcache.kv.redis", "from_url"),
+    "rediss+cluster": ("kvcache.kv.redis", "from_url"),
+    "unix": ("kvcache.kv.redis", "from_url"),
+}
+
+_EXTRAS = {"kvcache.kv.redis": "redis"}
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe for errors and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return url.replace(parts.netloc, f"{user}:***@{netloc[-1]}", 1)
+
+
+def default_url() -> str:
+    return os.environ.get("KVCACHE_STORE") or "sqlite:///" + os.path.join(".kvcache", "kv.sqlite3")
+
+
+def sqlite_path(url: str) -> str:
+    """sqlite:///rel/path.db -> rel/path.db; sqlite:////abs/path.db -> /abs/path.db."""
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise KVConfigError(
+            f"sqlite URL {url!r} has a host; use sqlite:///relative/path or sqlite:////absolute/path"
+        )
+    path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+    if not path:
+        raise KVConfigError(f"sqlite URL {url!r} names no file")
+    return path
+
+
+def url_options(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query))
+
+
+async def _open(
+    url: str | None, namespace: str, limits: Limits | None, clock: Clock, options: dict[str, Any]
+) -> KVStore:
+    if url is None:
+        url = default_url()
+    if not isinstance(url, str):
+        raise TypeError(f"store URL must be str, not {type(url).__name__}")
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in BACKENDS:
+        known = ", ".join(sorted(BACKENDS))
+        raise KVConfigError(
+            f"unknown store URL {redact_url(url)!r}: the scheme must be one of {known}"
+        )
+    module_name, factory_name = BACKENDS[scheme]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = _EXTRAS.get(module_name, "")
+        raise KVConfigError(
+            f"{scheme}:// needs an optional dependency: pip install 'kvcache[{extra}]' ({exc})"
+        ) from exc
+    factory = getattr(module, factory_name)
+    store: KVStore = await factory(url, namespace=namespace, limits=limits, clock=clock, **options)
+    return store
+
+
+class OpenKV:
+    """What `open_kv` returns: await it for a store, or use it as `async with`."""
+
+    def __init__(
+        self,
+        url: str | None,
+        namespace: str,
+        limits: Limits | None,
+        clock: Clock,
+        options: dict[str, Any],
+    ) -> None:
+        self._args = (url, namespace, limits, clock, options)
+        self._store: KVStore | None = None
+
+    def __await__(self) -> Generator[Any, None, KVStore]:
+        return _open(*self._args).__await__()
+
+    async def __aenter__(self) -> KVStore:
+        self._store = await _open(*self._args)
+        return self._store
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+
+def open_kv(
+    url: str | None = None,
+    *,
+    namespace: str = "default",
+    limits: Limits | None = None,
+    clock: Clock = time.time,
+    **options: Any,
+) -> OpenKV:
+    """Open a store by URL; no URL (and no KVCACHE_STORE) means ./.kvcache/kv.sqlite3.
+
+    URLs: memory://, sqlite:///relative.db, sqlite:////absolute.db, redis://host:port/db,
+    rediss://..., redis+cluster://host:port. Extra keyword options go to the backend.
+    """
+    return OpenKV(url, namespace, limits, clock, options)
