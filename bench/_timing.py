@@ -1,0 +1,114 @@
+"""Shared timing helpers for the bench/ scripts.
+
+Every figure is µs per operation, measured in batches: each sample is one batch
+of `inner` calls divided by `inner`, so the clock's resolution and the loop's
+overhead stay small next to the operation. We report median, p90, p99 and max
+of the samples (diskcache's practice: the mean hides the tail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Result", "measure", "measure_async", "render_table"]
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    median: float
+    p90: float
+    p99: float
+    max: float
+
+    def row(self) -> list[str]:
+        return [
+            self.name,
+            f"{self.median:.2f}",
+            f"{self.p90:.2f}",
+            f"{self.p99:.2f}",
+            f"{self.max:.2f}",
+        ]
+
+
+def _summarise(name: str, samples: list[float]) -> Result:
+    samples.sort()
+    n = len(samples)
+    return Result(
+        name,
+        statistics.median(samples),
+        samples[min(n - 1, int(n * 0.90))],
+        samples[min(n - 1, int(n * 0.99))],
+        samples[-1],
+    )
+
+
+def measure(
+    name: str, op: Callable[[int], object], *, inner: int = 100, samples: int = 200
+) -> Result:
+    """Time a synchronous `op(i)`; returns µs per call."""
+    for i in range(inner):
+        op(i)
+    gc.collect()
+    gc.disable()
+    try:
+        out: list[float] = []
+        counter = 0
+        for _ in range(samples):
+            start = time.perf_counter()
+            for _ in range(inner):
+                op(counter)
+                counter += 1
+            out.append((time.perf_counter() - start) / inner * 1e6)
+    finally:
+        gc.enable()
+    return _summarise(name, out)
+
+
+async def measure_async(
+    name: str,
+    op: Callable[[int], Awaitable[object]],
+    *,
+    inner: int = 100,
+    samples: int = 200,
+) -> Result:
+    """Time an awaited `op(i)` on the running loop; returns µs per call."""
+    for i in range(inner):
+        await op(i)
+    gc.collect()
+    gc.disable()
+    try:
+        out: list[float] = []
+        counter = 0
+        for _ in range(samples):
+            start = time.perf_counter()
+            for _ in range(inner):
+                await op(counter)
+                counter += 1
+            out.append((time.perf_counter() - start) / inner * 1e6)
+    finally:
+        gc.enable()
+    return _summarise(name, out)
+
+
+def render_table(title: str, results: Sequence[Result]) -> str:
+    """A Markdown table of the results: µs per operation."""
+    header = ["operation", "median µs", "p90 µs", "p99 µs", "max µs"]
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for result in results:
+        lines.append("| " + " | ".join(result.row()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(coro: Awaitable[object]) -> object:
+    """asyncio.run for an awaitable (scripts' entry point)."""
+
+    async def main() -> object:
+        return await coro
+
+    return asyncio.run(main())
