@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up .venv with the test extras, then lint, type-check and run the whole test suite.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k sqlite`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"
