@@ -1,0 +1,150 @@
+"""`kvcache kv bulk ...`: many keys from one JSON file, in store-sized batches.
+
+Every entry is checked before the first batch is written, so a bad entry anywhere
+in the file means nothing is written at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from . import _cli_bulkfile as bulkfile
+from ._cli_common import (
+    Target,
+    chunks,
+    fail,
+    pass_target,
+    progress,
+    read_json,
+    run,
+    stdin_is_terminal,
+    target_options,
+    write_json,
+)
+from .errors import KVError
+from .kv import KVStore
+from .kv.validation import BULK_GET_MAX, BULK_WRITE_MAX
+
+__all__ = ["bulk"]
+
+FILE = click.argument("path", metavar="FILE")
+
+
+@click.group()
+def bulk() -> None:
+    """Write, delete or read many keys listed in a JSON file ("-" reads stdin)."""
+
+
+def _array(path: str, what: str) -> list[Any]:
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise fail(f"{path} must hold a JSON array of {what}, not {bulkfile.json_type(data)}")
+    return data
+
+
+def _keys(path: str) -> list[str]:
+    items = _array(path, 'key strings or {"name": ...} objects')
+    names, problems = bulkfile.key_names(items)
+    if problems:
+        raise fail(bulkfile.describe_problems(problems, len(items), path, "nothing was done"))
+    return names
+
+
+def _check_keys(names: list[str], path: str, op: str, kv: KVStore) -> None:
+    problems = bulkfile.key_problems(names, op, kv.limits)
+    if problems:
+        raise fail(bulkfile.describe_problems(problems, len(names), path, "nothing was done"))
+
+
+@bulk.command()
+@FILE
+@target_options(envvars=False)
+@pass_target
+def put(target: Target, path: str) -> None:
+    """Write the entries of FILE: [{"key", "value", "expiration"?, "expiration_ttl"?,
+    "metadata"?, "base64"?}, ...]."""
+    entries = _array(path, "entry objects")
+    unexpected = bulkfile.unexpected_fields(entries)
+    if unexpected:
+        named = "; ".join(text for _, text in unexpected[: bulkfile.MAX_NAMED])
+        allowed = ", ".join(bulkfile.PUT_FIELDS)
+        click.echo(
+            f"Warning: unexpected properties in {path} are ignored (only {allowed} are used): "
+            f"{named}",
+            err=True,
+        )
+
+    async def work(kv: KVStore) -> None:
+        problems = bulkfile.put_problems(entries, kv.clock(), kv.limits)
+        if problems:
+            raise fail(
+                bulkfile.describe_problems(problems, len(entries), path, "nothing was written")
+            )
+        written = 0
+        with progress("Writing", len(entries)) as advance:
+            for batch in chunks(entries, BULK_WRITE_MAX):
+                try:
+                    await kv.put_many(batch)
+                except KVError as exc:
+                    if not written:
+                        raise
+                    raise fail(f"{exc} (the first {written} entries were written)") from None
+                written += len(batch)
+                advance(len(batch))
+
+    run(target, work)
+    click.echo("Success!")
+
+
+@bulk.command()
+@FILE
+@click.option("--force", "-f", is_flag=True, help="Delete without asking for confirmation.")
+@target_options(envvars=False)
+@pass_target
+def delete(target: Target, path: str, force: bool) -> None:
+    """Delete the keys listed in FILE (key strings or {"name": ...} objects)."""
+    names = _keys(path)
+    if not force:
+        if path == "-" or not stdin_is_terminal():
+            raise fail(
+                f"not deleting {len(names)} keys without confirmation: stdin is not a "
+                "terminal to ask on; pass --force (-f) to delete without asking"
+            )
+        question = f"Delete {len(names)} keys read from {path} from {target.describe()}?"
+        if not click.confirm(question, err=True):
+            click.echo(f"Not deleting keys read from {path}.", err=True)
+            return
+
+    async def work(kv: KVStore) -> None:
+        _check_keys(names, path, "DELETE", kv)
+        with progress("Deleting", len(names)) as advance:
+            for batch in chunks(names, BULK_WRITE_MAX):
+                await kv.delete_many(batch)
+                advance(len(batch))
+
+    run(target, work)
+    click.echo("Success!")
+
+
+@bulk.command()
+@FILE
+@target_options(envvars=False)
+@pass_target
+def get(target: Target, path: str) -> None:
+    """Print {key: {"value": str | null}} for the keys listed in FILE."""
+    names = _keys(path)
+
+    async def work(kv: KVStore) -> dict[str, dict[str, Any]]:
+        _check_keys(names, path, "GET_BULK", kv)
+        unique = list(dict.fromkeys(names))
+        found: dict[str, dict[str, Any]] = {}
+        with progress("Reading", len(unique)) as advance:
+            for batch in chunks(unique, BULK_GET_MAX):
+                values = await kv.get_many(batch)
+                found.update((name, {"value": values[name]}) for name in batch)
+                advance(len(batch))
+        return found
+
+    write_json(run(target, work))
