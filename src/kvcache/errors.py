@@ -68,10 +68,14 @@ class IdempotencyError(KVError):
 
 
 class AlreadyInProgress(IdempotencyError):
-    """Another worker holds an unexpired claim on this key; answer a retryable status."""
+    """Another worker holds an unexpired claim on this key; answer a retryable status.
 
-    def __init__(self, key: str) -> None:
+    `retry_after` (whole seconds, or None) is when the holder's lease ends at the latest.
+    """
+
+    def __init__(self, key: str, *, retry_after: int | None = None) -> None:
         self.key = key
+        self.retry_after = retry_after
         super().__init__(f"idempotency key {key!r} is already being processed")
 
 
