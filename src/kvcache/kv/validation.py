@@ -328,6 +328,8 @@ def _entry_record(entry: object, now: float, limits: Limits) -> Record:
 
 def bulk_records(entries: Iterable[object], now: float, limits: Limits) -> list[Record]:
     """Validate every entry first; raise naming the first bad ones, so nothing is written."""
+    if isinstance(entries, str | bytes | Mapping):
+        raise TypeError(f"put_many() takes a list of entries, not a {type(entries).__name__}")
     items = list(entries)
     if len(items) > BULK_WRITE_MAX:
         raise KVValidationError(
@@ -349,6 +351,8 @@ def bulk_records(entries: Iterable[object], now: float, limits: Limits) -> list[
 
 
 def bulk_delete_keys(keys: Iterable[object], limits: Limits) -> list[str]:
+    if isinstance(keys, str | bytes):
+        raise TypeError(f"delete_many() takes a list of keys, not a single {type(keys).__name__}")
     items = list(keys)
     if len(items) > BULK_WRITE_MAX:
         raise KVValidationError(

@@ -1,0 +1,143 @@
+"""The backends every store test runs against, and the helpers those tests share.
+
+A backend joins the conformance suite, the stateful test and anything else that
+takes the `make_store` / `store_url` fixtures by adding one `Backend` to
+`BACKENDS`. Its `url` callable receives pytest's `request`, so it can pull in any
+other fixture it needs (`request.getfixturevalue("tmp_path")`, a session-scoped
+server fixture such as `redis_url`, ...).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import kvcache
+from kvcache import KVStore, KVValidationError, Limits
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "FakeClock",
+    "StoreFactory",
+    "fresh_key",
+    "fresh_namespace",
+    "kv_error",
+    "require_atomic",
+]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One kind of store under test.
+
+    `url(request)` returns a store URL, fresh for each test where the backend keeps
+    state outside the process. `shared` says whether two stores opened on that URL
+    see the same data (false for memory://, where each store is its own dict).
+    """
+
+    id: str
+    url: Callable[[pytest.FixtureRequest], str]
+    shared: bool = True
+
+
+def _memory_url(request: pytest.FixtureRequest) -> str:
+    return "memory://"
+
+
+def _sqlite_url(request: pytest.FixtureRequest) -> str:
+    tmp_path = request.getfixturevalue("tmp_path")
+    return f"sqlite:///{tmp_path}/kv.sqlite3"
+
+
+#: Every backend the shared suites run against; ids become the pytest ids.
+BACKENDS: list[Backend] = [
+    Backend("memory", _memory_url, shared=False),
+    Backend("sqlite", _sqlite_url),
+]
+
+
+class FakeClock:
+    """A clock that moves only when told to; pass it as `clock=`.
+
+    It starts at the real time plus half a second, so expiries are in the real
+    future (for servers that check them) and whole-second rounding is exercised.
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = math.floor(time.time()) + 0.5 if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    @property
+    def whole(self) -> int:
+        """The current second, as Workers KV counts it for expiries."""
+        return math.floor(self.now)
+
+
+def fresh_key(prefix: str = "k") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def fresh_namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+class StoreFactory:
+    """Opens stores on one backend URL and closes every one of them at teardown."""
+
+    def __init__(self, backend: Backend, url: str, clock: FakeClock) -> None:
+        self.backend = backend
+        self.url = url
+        self.clock = clock
+        self._stores: list[KVStore] = []
+
+    @property
+    def shared(self) -> bool:
+        return self.backend.shared
+
+    async def __call__(
+        self,
+        *,
+        namespace: str | None = None,
+        limits: Limits | None = None,
+        clock: Any = None,
+    ) -> KVStore:
+        store = await kvcache.open_kv(
+            self.url,
+            namespace=namespace if namespace is not None else fresh_namespace(),
+            limits=limits,
+            clock=clock if clock is not None else self.clock,
+        )
+        self._stores.append(store)
+        return store
+
+    async def aclose(self) -> None:
+        while self._stores:
+            await self._stores.pop().close()
+
+
+def require_atomic(kv: KVStore) -> None:
+    """Skip the calling test on stores without atomic put_if_absent/delete_if_equals."""
+    if not kv.atomic:
+        pytest.skip(f"{type(kv).__name__} is not atomic")
+
+
+@contextmanager
+def kv_error(message: str, status: int) -> Iterator[pytest.ExceptionInfo[KVValidationError]]:
+    """Expect a KVValidationError with exactly this text and status."""
+    with pytest.raises(KVValidationError) as info:
+        yield info
+    assert str(info.value) == message
+    assert info.value.status == status

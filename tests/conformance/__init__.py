@@ -1,0 +1,1 @@
+"""The store conformance suite: Workers KV behaviour that every backend must show."""

@@ -1,0 +1,48 @@
+"""Fixtures shared by every test: a fake clock and stores on each backend.
+
+`make_store` is an async factory parametrized over `backends.BACKENDS`; each test
+using it runs once per backend and every store it opened is closed afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from backends import BACKENDS, Backend, FakeClock, StoreFactory
+from kvcache import KVStore
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=BACKENDS, ids=[backend.id for backend in BACKENDS])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    param: Backend = request.param
+    return param
+
+
+@pytest.fixture
+def store_url(backend: Backend, request: pytest.FixtureRequest) -> str:
+    """A store URL on the current backend, fresh for this test."""
+    return backend.url(request)
+
+
+@pytest.fixture
+async def make_store(
+    backend: Backend, store_url: str, clock: FakeClock
+) -> AsyncIterator[StoreFactory]:
+    factory = StoreFactory(backend, store_url, clock)
+    try:
+        yield factory
+    finally:
+        await factory.aclose()
+
+
+@pytest.fixture
+async def kv(make_store: StoreFactory) -> KVStore:
+    """One store in a fresh namespace, on the fake clock."""
+    return await make_store()
