@@ -63,8 +63,11 @@ def _check_keys(names: list[str], path: str, op: str, kv: KVStore) -> None:
 @target_options(envvars=False)
 @pass_target
 def put(target: Target, path: str) -> None:
-    """Write the entries of FILE: [{"key", "value", "expiration"?, "expiration_ttl"?,
-    "metadata"?, "base64"?}, ...]."""
+    """Write the entries of a wrangler bulk JSON FILE; prints Success!.
+
+    FILE holds [{"key", "value", "expiration"?, "expiration_ttl"?, "metadata"?,
+    "base64"?}, ...]. Every entry is checked first: one bad entry writes nothing.
+    """
     entries = _array(path, "entry objects")
     unexpected = bulkfile.unexpected_fields(entries)
     if unexpected:
@@ -104,7 +107,10 @@ def put(target: Target, path: str) -> None:
 @target_options(envvars=False)
 @pass_target
 def delete(target: Target, path: str, force: bool) -> None:
-    """Delete the keys listed in FILE (key strings or {"name": ...} objects)."""
+    """Delete the keys listed in FILE; asks first unless --force.
+
+    FILE holds key strings or {"name": ...} objects (the output of `key list`).
+    """
     names = _keys(path)
     if not force:
         if path == "-" or not stdin_is_terminal():
@@ -133,7 +139,11 @@ def delete(target: Target, path: str, force: bool) -> None:
 @target_options(envvars=False)
 @pass_target
 def get(target: Target, path: str) -> None:
-    """Print {key: {"value": str | null}} for the keys listed in FILE."""
+    """Print the values of the keys listed in FILE as JSON.
+
+    FILE holds key strings or {"name": ...} objects; the output is
+    {key: {"value": str | null}}.
+    """
     names = _keys(path)
 
     async def work(kv: KVStore) -> dict[str, dict[str, Any]]:

@@ -65,31 +65,38 @@ def _setter(field: str) -> Callable[[click.Context, click.Parameter, str | None]
     return callback
 
 
+_TARGET_OPTIONS = (
+    (
+        "--store",
+        "URL",
+        "KVCACHE_STORE",
+        "Store URL: sqlite:////abs/path.db, sqlite:///rel.db, "
+        "redis://host:port/0, memory:// [default: ./.kvcache/kv.sqlite3].",
+    ),
+    (
+        "--namespace",
+        "NAME",
+        "KVCACHE_NAMESPACE",
+        'Namespace inside the store [default: "default"].',
+    ),
+)
+
+
 def target_options(*, envvars: bool) -> Callable[[F], F]:
     """`--store` and `--namespace`; a later (leaf) occurrence overrides an earlier one."""
-    store_env = "KVCACHE_STORE" if envvars else None
-    namespace_env = "KVCACHE_NAMESPACE" if envvars else None
 
     def decorate(func: F) -> F:
-        func = click.option(
-            "--namespace",
-            metavar="NAME",
-            envvar=namespace_env,
-            show_envvar=envvars,
-            expose_value=False,
-            callback=_setter("namespace"),
-            help='Namespace inside the store [default: "default"].',
-        )(func)
-        return click.option(
-            "--store",
-            metavar="URL",
-            envvar=store_env,
-            show_envvar=envvars,
-            expose_value=False,
-            callback=_setter("store"),
-            help="Store URL: sqlite:////abs/path.db, sqlite:///rel.db, redis://host:port/0, "
-            "memory:// [default: ./.kvcache/kv.sqlite3].",
-        )(func)
+        for flag, metavar, envvar, help_text in reversed(_TARGET_OPTIONS):
+            func = click.option(
+                flag,
+                metavar=metavar,
+                envvar=envvar if envvars else None,
+                show_envvar=envvars,
+                expose_value=False,
+                callback=_setter(flag.removeprefix("--")),
+                help=help_text,
+            )(func)
+        return func
 
     return decorate
 
