@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import math
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
@@ -21,7 +23,7 @@ from kvcache import (
     KVValidationError,
     Limits,
 )
-from kvcache.idempotency import COMPLETE_MARGIN, Idempotency, Outcome, State
+from kvcache.idempotency import COMPLETE_MARGIN, Claim, Idempotency, Outcome, State
 from kvcache.kv.memory import MemoryStore
 
 
@@ -110,6 +112,16 @@ async def test_concurrent_runs_run_the_handler_once(kv: KVStore) -> None:
     assert await first == Outcome("once", duplicate=False)
     assert await idem.run(key, handler) == Outcome("once", duplicate=True)
     assert runs == 1
+
+
+async def test_simultaneous_arrivals_run_the_handler_once(kv: KVStore) -> None:
+    idem, key, handler = Idempotency(kv), fresh_key(), Calls("first")
+    outcomes = await asyncio.gather(
+        *(idem.run(key, handler) for _ in range(20)), return_exceptions=True
+    )
+    assert handler.count == 1
+    assert outcomes[0] == Outcome("first", duplicate=False)
+    assert all(outcome == Outcome("first", duplicate=True) for outcome in outcomes[1:])
 
 
 async def test_already_in_progress_says_when_the_lease_ends(kv: KVStore, clock: FakeClock) -> None:
@@ -276,6 +288,39 @@ async def test_completing_in_the_last_moments_of_the_lease(
     assert await idem.run(key, Calls()) == Outcome("just in time", duplicate=True)
 
 
+class InterleavingStore(MemoryStore):
+    """A memory store that runs `between` once, right after its next read: another
+    worker's step landing in the gap between two of ours."""
+
+    between: Callable[[], Awaitable[None]] | None = None
+
+    async def _get_value(self, key: str) -> bytes | None:
+        value = await super()._get_value(key)
+        step, self.between = self.between, None
+        if step is not None:
+            await step()
+        return value
+
+
+async def test_near_the_end_of_the_lease_completion_never_overwrites(clock: FakeClock) -> None:
+    kv = InterleavingStore(clock=clock)
+    idem, key = Idempotency(kv, lease_ttl=60), fresh_key()
+    async with AsyncExitStack() as stack:
+        original = await stack.enter_async_context(idem.claim(key))
+        clock.advance(clock.whole + 60 - COMPLETE_MARGIN / 2 - clock.now)
+        taken: list[Claim] = []
+
+        async def lease_ends_and_another_worker_claims() -> None:
+            clock.advance(COMPLETE_MARGIN)
+            taken.append(await stack.enter_async_context(idem.claim(key)))
+
+        kv.between = lease_ends_and_another_worker_claims
+        with pytest.raises(ClaimLost):
+            await original.complete("late")
+        await taken[0].complete("newer")
+    assert await idem.run(key, Calls()) == Outcome("newer", duplicate=True)
+
+
 # -- the claim context manager -------------------------------------------------------
 
 
@@ -341,8 +386,8 @@ async def test_non_atomic_store_is_refused_unless_best_effort() -> None:
 @pytest.mark.parametrize("name", ["lease_ttl", "result_ttl"])
 async def test_ttl_below_the_store_minimum_is_refused(kv: KVStore, name: str) -> None:
     with pytest.raises(KVConfigError, match=f"{name}=59 is below .* minimum expiration TTL of 60"):
-        Idempotency(kv, **{name: 59})
-    Idempotency(kv, **{name: 60})
+        Idempotency(kv, **{name: 59})  # type: ignore[arg-type]
+    Idempotency(kv, **{name: 60})  # type: ignore[arg-type]
 
 
 async def test_relaxed_limits_allow_short_leases(make_store: StoreFactory) -> None:
