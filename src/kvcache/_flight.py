@@ -1,0 +1,193 @@
+"""Stampede control for `Cache.get_or_set`: one fetch per key at a time.
+
+In a process, concurrent misses of a key share one task (single-flight); the
+task runs apart from its callers, so a caller that is cancelled cancels nobody
+else's fetch. Across processes, on stores with atomic `put_if_absent`, the task
+first takes a short lease on the key: the holder fetches and stores, the others
+poll the store with backoff until the value appears or `lock_timeout` passes,
+then fetch themselves (a holder that died must not block its key for long).
+
+A lease is the key `<prefix>.lease:<key>` holding `<token>|<deadline>`. The
+deadline is in the value because stores refuse expiries under their minimum
+(60 s on Workers KV); a lease past its deadline may be taken over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ._breaker import STORE_ERRORS
+from ._local import MISS
+
+if TYPE_CHECKING:
+    from .cache import Cache
+
+__all__ = ["FillArgs", "Flights"]
+
+#: (ttl, negative_ttl, stale seconds, lock), checked by the cache.
+FillArgs = tuple[int | None, int | None, float, bool]
+#: What a fill returns: the value and its serialized form (None when not stored).
+Filled = tuple[Any, Any]
+
+LEASE_PREFIX = ".lease:"
+_FIRST_POLL = 0.01
+_MAX_POLL = 0.25
+
+
+def _retrieve(task: asyncio.Task[Filled]) -> None:
+    """A background refresh's error is counted and logged by the cache, not re-raised."""
+    if not task.cancelled():
+        task.exception()
+
+
+class Flights:
+    """The fetches running for one cache, keyed by full key."""
+
+    def __init__(self, cache: Cache) -> None:
+        self._cache = cache
+        self._running: dict[str, asyncio.Task[Filled]] = {}
+
+    async def fill(
+        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+    ) -> Filled:
+        """Join the running fetch of `full`, or start one; every joiner gets its outcome."""
+        task = self._running.get(full)
+        if task is None:
+            task = self._start(full, key, fetch, args)
+        return await asyncio.shield(task)
+
+    def refresh(
+        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+    ) -> None:
+        """Start a background fetch of `full` unless one is running."""
+        if full not in self._running:
+            self._start(full, key, fetch, args).add_done_callback(_retrieve)
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._running.values())
+        self._running.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(
+        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+    ) -> asyncio.Task[Filled]:
+        task = asyncio.get_running_loop().create_task(self._run(full, key, fetch, args))
+        self._running[full] = task
+        return task
+
+    async def _run(
+        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+    ) -> Filled:
+        try:
+            if args[3] and self._cache.kv.atomic and self._cache._breaker.allow():
+                return await self._with_lease(full, key, fetch, args)
+            return await self._fetch_and_store(full, key, fetch, args)
+        finally:
+            if self._running.get(full) is asyncio.current_task():
+                del self._running[full]
+
+    async def _fetch_and_store(
+        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+    ) -> Filled:
+        cache = self._cache
+        ttl, negative_ttl, stale, _ = args
+        counters = cache._stats.family(key)
+        counters.fetches += 1
+        start = time.perf_counter()
+        try:
+            value = fetch()
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception:
+            counters.fetch_errors += 1
+            raise
+        finally:
+            counters.fetch_seconds += time.perf_counter() - start
+        if value is None:
+            if negative_ttl is None:
+                return None, None
+            ttl, stale = negative_ttl, 0.0
+        serialized = cache.serializer.dumps(value)
+        await cache._store(full, key, value, serialized, ttl, stale)
+        return value, serialized
+
+    async def _with_lease(
+        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+    ) -> Filled:
+        cache = self._cache
+        lease = self._lease_key(key)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + cache.lock_timeout
+        delay = _FIRST_POLL
+        while True:
+            token = await self._acquire(lease, key)
+            if token is None:  # the store failed: fetch without a lease
+                break
+            if token:
+                try:
+                    value, serialized, stale = await cache._read(full, cache._stats.family(key))
+                    if value is not MISS and not stale:
+                        return value, serialized
+                    return await self._fetch_and_store(full, key, fetch, args)
+                finally:
+                    await self._release(lease, token, key)
+            remaining = give_up - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, _MAX_POLL) * (0.75 + secrets.randbelow(50) / 100)
+            value, serialized, stale = await cache._read(full, cache._stats.family(key))
+            if value is not MISS and not stale:
+                return value, serialized
+        return await self._fetch_and_store(full, key, fetch, args)
+
+    def _lease_key(self, key: str) -> str:
+        cache = self._cache
+        lease = cache.prefix + LEASE_PREFIX + key
+        if len(lease.encode("utf-8", "surrogatepass")) > cache.kv.limits.max_key_bytes:
+            digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16)
+            lease = cache.prefix + LEASE_PREFIX + "#" + digest.hexdigest()
+        return lease
+
+    async def _acquire(self, lease: str, key: str) -> str | None:
+        """Our lease value if we now hold the lease; "" if another does; None on store failure."""
+        cache = self._cache
+        kv = cache.kv
+        now = cache._clock()
+        mine = f"{secrets.token_hex(8)}|{now + cache.lock_timeout:.3f}"
+        store_ttl = max(math.ceil(cache.lock_timeout), kv.limits.min_expiration_ttl)
+        try:
+            if await kv.put_if_absent(lease, mine, expiration_ttl=store_ttl):
+                return mine
+            held = await kv.get(lease)
+            if held is not None and _lease_deadline(held) <= now:
+                # The holder is past its deadline (it died or is too slow): take over.
+                await kv.delete_if_equals(lease, held)
+                if await kv.put_if_absent(lease, mine, expiration_ttl=store_ttl):
+                    return mine
+        except STORE_ERRORS as exc:
+            cache._failed("lease", exc, cache._stats.family(key))
+            return None
+        return ""
+
+    async def _release(self, lease: str, mine: str, key: str) -> None:
+        try:
+            await self._cache.kv.delete_if_equals(lease, mine)
+        except STORE_ERRORS as exc:
+            self._cache._failed("lease release", exc, self._cache._stats.family(key))
+
+
+def _lease_deadline(value: str) -> float:
+    try:
+        return float(value.rpartition("|")[2])
+    except ValueError:
+        return 0.0  # not a lease we wrote: treat as expired

@@ -1,0 +1,454 @@
+"""The cache layer: dogpile's "region" over any store.
+
+`Cache` owns everything a cache needs beyond storage: default and minimum TTLs,
+jitter, serialization, the stored envelope, single-flight and cross-process
+stampede control, the in-process tier, failing open with a circuit breaker, and
+statistics. The store sees only strings and TTLs.
+
+The stored envelope is ``<fresh_until>|<payload>``: a header, a bar, then the
+serializer's output (``|{"id":1}``). The header is empty unless the entry was
+written with a stale window; then it is the epoch second at which the value
+stops being fresh, and the store keeps the entry `stale_ttl` seconds longer so
+`get_or_set(..., stale_ttl=...)` can serve it while it refreshes. Otherwise the
+store's own expiry ends the value. A JSON ``null`` is a stored value; only the
+store's None is a miss.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from ._breaker import STORE_ERRORS, CircuitBreaker, logger
+from ._flight import Flights
+from ._local import IMMUTABLE, MISS, LocalTier
+from .errors import KVValidationError
+from .kv import validation as v
+from .kv.base import KVStore
+from .serializers import JSON, Serializer
+from .stats import CacheStats, Counters, StatsRecorder
+
+if TYPE_CHECKING:
+    from .decorators import CachedFunction, P
+
+__all__ = ["DEFAULT", "Cache", "CacheStats", "CacheTTLWarning"]
+
+T = TypeVar("T")
+
+#: "Argument not given": use the cache's default. Distinct from None (no expiry).
+DEFAULT: Final[Any] = type("_Default", (), {"__repr__": lambda self: "DEFAULT"})()
+
+_UNREADABLE: Final = (ValueError, TypeError, UnicodeDecodeError)
+_NOTHING: Final = (MISS, None, False)
+
+
+class CacheTTLWarning(UserWarning):
+    """A TTL below the store's minimum was raised to the minimum."""
+
+
+def _check_seconds(name: str, value: object, *, zero_ok: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise KVValidationError(f"Invalid {name} of {value}. It must be a positive number.")
+    return float(value)
+
+
+class Cache:
+    """A cache over a `KVStore`: `get`, `set`, `delete`, `delete_prefix`, `get_or_set`.
+
+    `prefix` is prepended to every key in the store (never part of stats'
+    families). `local_ttl` adds an in-process LRU tier of `local_maxsize` keys.
+    `jitter` (0 to <1) shortens each TTL by a random fraction up to it, so keys
+    written together do not expire together. `lock_timeout` bounds how long
+    `get_or_set(lock=True)` waits for another process's fetch. The cache borrows
+    `kv`: `close()` leaves it open.
+    """
+
+    def __init__(
+        self,
+        kv: KVStore,
+        *,
+        default_ttl: float | None = 3600,
+        prefix: str = "",
+        serializer: Serializer = JSON,
+        local_ttl: float | None = None,
+        local_maxsize: int = 10_000,
+        jitter: float = 0.0,
+        lock_timeout: float = 10.0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        if not isinstance(kv, KVStore):
+            raise TypeError(f"kv must be a KVStore (see kvcache.open_kv), not {type(kv).__name__}")
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
+        if not callable(getattr(serializer, "dumps", None)) or not callable(
+            getattr(serializer, "loads", None)
+        ):
+            raise TypeError("serializer needs dumps() and loads() methods")
+        jitter = _check_seconds("jitter", jitter, zero_ok=True)
+        if jitter >= 1:
+            raise KVValidationError(f"Invalid jitter of {jitter}. It must be below 1.")
+        if isinstance(local_maxsize, bool) or not isinstance(local_maxsize, int):
+            raise TypeError("local_maxsize must be an int")
+        if local_maxsize < 1:
+            raise KVValidationError(f"Invalid local_maxsize of {local_maxsize}.")
+        self.kv = kv
+        self.prefix = prefix
+        self.serializer = serializer
+        self.jitter = jitter
+        self.lock_timeout = _check_seconds("lock_timeout", lock_timeout)
+        self._clock = kv.clock
+        self._binary = bool(getattr(serializer, "binary", False))
+        self._sep: Any = b"|" if self._binary else "|"
+        self._read_type = "bytes" if self._binary else "text"
+        self._loads = serializer.loads
+        self._random = random.Random()
+        self._warned: set[tuple[str, int]] = set()
+        self._stats = StatsRecorder()
+        self._by_key = self._stats.by_key
+        self._breaker = breaker if breaker is not None else CircuitBreaker()
+        self._local: LocalTier | None = None
+        if local_ttl is not None:
+            self._local = LocalTier(
+                ttl=_check_seconds("local_ttl", local_ttl),
+                maxsize=local_maxsize,
+                clock=self._clock,
+                loads=serializer.loads,
+            )
+        self._flights = Flights(self)
+        self.default_ttl = self._base_ttl(default_ttl, "default_ttl", stacklevel=3)
+
+    # -- reads -------------------------------------------------------------
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The cached value, or `default` on a miss. A cached None, 0, "" or [] is a hit."""
+        if key.__class__ is not str:
+            raise TypeError(f"key must be str, not {type(key).__name__}")
+        full = self.prefix + key
+        counters = self._by_key.get(key) or self._stats.family(key)
+        local = self._local
+        version = 0
+        if local is not None:
+            value = local.get(full)
+            if value is not MISS:
+                counters.hits += 1
+                return value
+            version = local.version
+        # `_read` inlined: this is the hot path that the benchmarks measure.
+        if self._breaker.open_until and self._skip_store(full, "GET", counters):
+            raw = None
+        else:
+            try:
+                raw = await self.kv.get(full, self._read_type)
+            except STORE_ERRORS as exc:
+                self._failed("get", exc, counters)
+                raw = None
+        value, _, stale = self._decode(raw, full, counters, version)
+        if value is MISS or stale:
+            counters.misses += 1
+            return default
+        counters.hits += 1
+        return value
+
+    async def get_or_set(
+        self,
+        key: str,
+        fetch: Callable[[], Awaitable[T]],
+        ttl: float | None = DEFAULT,
+        negative_ttl: float | None = None,
+        stale_ttl: float | None = None,
+        lock: bool = False,
+    ) -> T:
+        """The cached value, or `await fetch()` stored for `ttl` (once per key at a time).
+
+        Concurrent misses of one key share one fetch; if it raises, all of them
+        get the exception and nothing is stored. None from `fetch` is stored for
+        `negative_ttl` when given, otherwise not. With `stale_ttl`, a value up to
+        that many seconds past its TTL is returned at once while one background
+        refresh runs. `lock=True` on an atomic store also keeps other processes
+        from fetching the same key at the same time. Arguments other than `key`
+        are checked on a miss.
+        """
+        if key.__class__ is not str:
+            raise TypeError(f"key must be str, not {type(key).__name__}")
+        full = self.prefix + key
+        counters = self._by_key.get(key) or self._stats.family(key)
+        local = self._local
+        if local is not None:
+            value = local.get(full)
+            if value is not MISS:
+                counters.hits += 1
+                return value  # type: ignore[no-any-return]
+        value, _, stale = await self._read(full, counters)
+        if value is not MISS:
+            if not stale:
+                counters.hits += 1
+                return value  # type: ignore[no-any-return]
+            if stale_ttl is not None:
+                counters.stale_hits += 1
+                self._flights.refresh(
+                    full, key, fetch, self._fill_args(ttl, negative_ttl, stale_ttl, lock)
+                )
+                return value  # type: ignore[no-any-return]
+        counters.misses += 1
+        if not callable(fetch):
+            raise TypeError(f"fetch must be an async callable, not {type(fetch).__name__}")
+        args = self._fill_args(ttl, negative_ttl, stale_ttl, lock, stacklevel=4)
+        value, serialized = await self._flights.fill(full, key, fetch, args)
+        if serialized is None or value.__class__ in IMMUTABLE:
+            return value  # type: ignore[no-any-return]
+        return self._loads(serialized)  # type: ignore[no-any-return]
+
+    def cached(
+        self,
+        template: str,
+        ttl: float | None = DEFAULT,
+        *,
+        negative_ttl: float | None = None,
+        stale_ttl: float | None = None,
+        lock: bool = False,
+    ) -> Callable[[Callable[P, Awaitable[T]]], CachedFunction[P, T]]:
+        """Decorate an async function: its result is cached under `template.format(**args)`.
+
+        `@cache.cached("customer:email:{email}", ttl=1800)` caches `find(email)`.
+        The wrapper also has `.key(...)` and `await .invalidate(...)`.
+        """
+        from .decorators import cached
+
+        base, negative, _, _ = self._fill_args(ttl, negative_ttl, stale_ttl, lock, stacklevel=4)
+        options = {"ttl": base, "negative_ttl": negative, "stale_ttl": stale_ttl, "lock": lock}
+        return cached(self, template, options)
+
+    async def _read(self, full: str, counters: Counters) -> tuple[Any, Any, bool]:
+        """(value, serialized, stale) from the store; value is MISS when absent or unusable."""
+        local = self._local
+        version = local.version if local is not None else 0
+        if self._breaker.open_until and self._skip_store(full, "GET", counters):
+            raw = None
+        else:
+            try:
+                raw = await self.kv.get(full, self._read_type)
+            except STORE_ERRORS as exc:
+                self._failed("get", exc, counters)
+                raw = None
+        return self._decode(raw, full, counters, version)
+
+    def _decode(
+        self, raw: Any, full: str, counters: Counters, version: int
+    ) -> tuple[Any, Any, bool]:
+        """Unwrap a stored envelope; keep it in the local tier unless a write came meanwhile."""
+        breaker = self._breaker
+        if breaker.failures:
+            breaker.success()
+        if raw is None:
+            return _NOTHING
+        head, sep, body = raw.partition(self._sep)
+        try:
+            if not sep:
+                raise ValueError("no envelope")
+            fresh_until = int(head) if head else 0
+            value = self._loads(body)
+        except _UNREADABLE as exc:
+            # Not written by a kvcache Cache with this serializer: a miss, and
+            # get_or_set will overwrite it.
+            counters.errors += 1
+            logger.debug("entry %r is not a kvcache envelope (%s); treated as a miss", full, exc)
+            return _NOTHING
+        if fresh_until and fresh_until <= self._clock():
+            return value, body, True
+        local = self._local
+        if local is not None and local.version == version:
+            local.put(full, value, body, fresh_until)
+        return value, body, False
+
+    def _skip_store(self, full: str, op: str, counters: Counters) -> bool:
+        """True while the breaker is open; the key is still checked, the skip counted."""
+        if self._breaker.allow():
+            return False
+        v.check_key(full, op, self.kv.limits)
+        counters.errors += 1
+        return True
+
+    def _failed(self, op: str, exc: BaseException, counters: Counters) -> None:
+        """A store call failed: count it, tell the breaker, carry on without the store."""
+        counters.errors += 1
+        self._breaker.failure(op, exc)
+
+    # -- writes ------------------------------------------------------------
+
+    async def set(self, key: str, value: Any, ttl: float | None = DEFAULT) -> None:
+        """Store `value` (JSON-serialisable with the default serializer) for `ttl` seconds.
+
+        Leave `ttl` out for the cache's `default_ttl`; None stores without expiry.
+        """
+        full = self._full_key(key)
+        base = self._base_ttl(ttl, "ttl", stacklevel=3)
+        serialized = self.serializer.dumps(value)
+        await self._store(full, key, value, serialized, base, 0.0)
+
+    async def _store(
+        self, full: str, key: str, value: Any, serialized: Any, ttl: int | None, stale: float
+    ) -> None:
+        """Write an envelope; used by `set` and by fetches. Store failures are dropped."""
+        counters = self._stats.family(key)
+        if ttl is None:
+            header, store_ttl, fresh_until = "", None, 0
+        else:
+            ttl = self._jittered(ttl)
+            fresh_until = math.floor(self._clock()) + ttl
+            store_ttl = ttl + math.ceil(stale)
+            # Without a stale window the store's own expiry is the freshness limit.
+            header = str(fresh_until) if stale else ""
+        data = (header.encode() if self._binary else header) + self._sep + serialized
+        local = self._local
+        if local is not None:
+            local.drop(full)
+        version = local.version if local is not None else 0
+        if self._skip_store(full, "PUT", counters):
+            v.value_bytes(data, self.kv.limits)
+            return
+        try:
+            await self.kv.put(full, data, expiration_ttl=store_ttl)
+        except STORE_ERRORS as exc:
+            self._failed("put", exc, counters)
+            return
+        self._breaker.success()
+        counters.sets += 1
+        if local is not None and local.version == version:
+            local.put(full, value, serialized, fresh_until)
+
+    async def delete(self, key: str) -> None:
+        """Remove `key` from the store and this process's local tier."""
+        full = self._full_key(key)
+        counters = self._stats.family(key)
+        if self._local is not None:
+            self._local.drop(full)
+        if self._skip_store(full, "DELETE", counters):
+            return
+        try:
+            await self.kv.delete(full)
+        except STORE_ERRORS as exc:
+            self._failed("delete", exc, counters)
+            return
+        self._breaker.success()
+        counters.deletes += 1
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key starting with `prefix`, across all pages; returns how many."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
+        full = self.prefix + prefix
+        if self._local is not None:
+            self._local.drop_prefix(full)
+        counters = self._stats.family(prefix)
+        if not self._breaker.allow():
+            v.check_prefix(full, self.kv.limits)
+            counters.errors += 1
+            return 0
+        removed = 0
+        batch: list[str] = []
+        cursor: str | None = None
+        try:
+            while True:
+                page = await self.kv.list(prefix=full, cursor=cursor)
+                batch.extend(info.name for info in page.keys)
+                if len(batch) >= v.BULK_WRITE_MAX - v.LIST_LIMIT_MAX or page.list_complete:
+                    removed += await self._delete_batch(batch)
+                    batch = []
+                if page.list_complete:
+                    break
+                cursor = page.cursor
+        except STORE_ERRORS as exc:
+            self._failed("delete_prefix", exc, counters)
+            return removed
+        self._breaker.success()
+        return removed
+
+    async def _delete_batch(self, names: list[str]) -> int:
+        if names:
+            await self.kv.delete_many(names)
+        skip = len(self.prefix)
+        for name in names:
+            self._stats.family(name[skip:]).deletes += 1
+        return len(names)
+
+    # -- statistics and lifecycle -------------------------------------------
+
+    def stats(self) -> CacheStats:
+        """A snapshot of the counters, totals and per key family."""
+        return self._stats.snapshot()
+
+    def prometheus_collector(self) -> Any:
+        """A prometheus_client collector of this cache's counters (see kvcache.stats)."""
+        from .stats import prometheus_collector
+
+        return prometheus_collector(self)
+
+    async def close(self) -> None:
+        """Cancel background refreshes and drop the local tier; the store stays open."""
+        await self._flights.cancel_all()
+        if self._local is not None:
+            self._local.clear()
+
+    def __repr__(self) -> str:
+        return f"<Cache prefix={self.prefix!r} store={self.kv!r}>"
+
+    # -- helpers -------------------------------------------------------------
+
+    def _full_key(self, key: str) -> str:
+        if key.__class__ is not str:
+            raise TypeError(f"key must be str, not {type(key).__name__}")
+        return self.prefix + key
+
+    def _fill_args(
+        self,
+        ttl: float | None,
+        negative_ttl: float | None,
+        stale_ttl: float | None,
+        lock: bool,
+        *,
+        stacklevel: int = 4,
+    ) -> tuple[int | None, int | None, float, bool]:
+        base = self._base_ttl(ttl, "ttl", stacklevel=stacklevel)
+        negative = None
+        if negative_ttl is not None:
+            negative = self._base_ttl(negative_ttl, "negative_ttl", stacklevel=stacklevel)
+        stale = 0.0 if stale_ttl is None else _check_seconds("stale_ttl", stale_ttl, zero_ok=True)
+        return base, negative, stale, bool(lock)
+
+    def _base_ttl(self, ttl: float | None, name: str, *, stacklevel: int) -> int | None:
+        """Whole seconds, or None for no expiry; below the store's minimum -> the minimum."""
+        if ttl is DEFAULT:
+            return self.default_ttl
+        if ttl is None:
+            return None
+        seconds = math.ceil(_check_seconds(name, ttl))
+        minimum = self.kv.limits.min_expiration_ttl
+        if seconds < minimum:
+            self._warn_once(
+                f"{name}={ttl} is below the store's minimum expiration TTL of {minimum} s; "
+                f"using {minimum}",
+                stacklevel + 1,
+            )
+            seconds = minimum
+        return seconds
+
+    def _jittered(self, ttl: int) -> int:
+        if not self.jitter:
+            return ttl
+        shortened = math.ceil(ttl * (1.0 - self.jitter * self._random.random()))
+        return max(shortened, self.kv.limits.min_expiration_ttl)
+
+    def _warn_once(self, message: str, stacklevel: int) -> None:
+        """One CacheTTLWarning per call site (file and line) and cache."""
+        frame = sys._getframe(stacklevel)
+        site = (frame.f_code.co_filename, frame.f_lineno)
+        if site in self._warned:
+            return
+        self._warned.add(site)
+        warnings.warn(message, CacheTTLWarning, stacklevel=stacklevel + 1)
