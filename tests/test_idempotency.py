@@ -209,6 +209,22 @@ async def test_failed_release_keeps_the_handler_error_and_logs(
     assert any("releasing idempotency key" in note for note in info.value.__notes__)
 
 
+async def test_store_failure_while_completing_passes_through(
+    make_store: StoreFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    kv = await make_store()
+    idem = Idempotency(kv)
+
+    async def handler() -> str:
+        await kv.close()
+        return "done, but the store is gone"
+
+    with caplog.at_level(logging.WARNING, logger="kvcache.idempotency"):
+        with pytest.raises(KVBackendError):
+            await idem.run(fresh_key(), handler)
+    assert "could not release the claim" in caplog.text
+
+
 async def test_foreign_value_under_the_key_is_an_idempotency_error(kv: KVStore) -> None:
     idem, key, handler = Idempotency(kv), fresh_key(), Calls()
     for foreign in ["not json", '{"state":"EXPIRED","token":"t","expires":1}', "[1]"]:

@@ -97,13 +97,19 @@ def _handler(job: Job, key: str, ready: Event | None) -> Callable[[], Awaitable[
     return handler
 
 
-async def _until_done(idem: Idempotency, key: str, handler: Callable[[], Awaitable[Any]]) -> Any:
-    """Deliver like a sender that retries on a busy key or a failed handler."""
-    deadline = time.monotonic() + DEADLINE
+async def _until_done(
+    idem: Idempotency, key: str, handler: Callable[[], Awaitable[Any]]
+) -> tuple[Outcome, int]:
+    """Deliver like a sender that retries on a busy key or a failed handler.
+
+    Returns the outcome and how many times the key was found busy.
+    """
+    deadline, busy = time.monotonic() + DEADLINE, 0
     while True:
         try:
-            return await idem.run(key, handler)
-        except (AlreadyInProgress, RuntimeError):
+            return await idem.run(key, handler), busy
+        except (AlreadyInProgress, RuntimeError) as exc:
+            busy += isinstance(exc, AlreadyInProgress)
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(random.uniform(0.001, 0.01))
@@ -122,10 +128,10 @@ async def _work(job: Job, barrier: Barrier | None, ready: Event | None) -> list[
             return_exceptions=True,
         )
     return [
-        [key, None, repr(outcome)]
-        if isinstance(outcome, BaseException)
-        else [key, outcome.duplicate, outcome.result]
-        for key, outcome in zip(keys, outcomes, strict=True)
+        [key, None, repr(done), 0]
+        if isinstance(done, BaseException)
+        else [key, done[0].duplicate, done[0].result, done[1]]
+        for key, done in zip(keys, outcomes, strict=True)
     ]
 
 
@@ -183,7 +189,7 @@ def check_agreement(outcomes: list[list[Any]], keys: list[str]) -> dict[str, Any
     """Every worker got an Outcome per key; one original each, all with the same result."""
     by_key: dict[str, list[tuple[bool, Any]]] = {key: [] for key in keys}
     for worker in outcomes:
-        for key, duplicate, result in worker:
+        for key, duplicate, result, _ in worker:
             assert duplicate is not None, f"a worker's run of {key} raised {result}"
             by_key[key].append((duplicate, result))
     results = {}
@@ -213,6 +219,7 @@ def test_200_concurrent_runs_on_50_keys_run_each_handler_once(
     outcomes = run_workers(ctx, [job] * PROCESSES, tmp_path)
 
     assert sum(len(worker) for worker in outcomes) == 200
+    assert sum(busy for worker in outcomes for *_, busy in worker) > 0, "no run met another"
     runs = runs_by_key(log)
     assert sorted(runs) == sorted(keys)
     assert Counter(len(pids) for pids in runs.values()) == {1: 50}
