@@ -192,37 +192,30 @@ async def test_store_failure_passes_through_without_running(kv: KVStore) -> None
     assert handler.count == 0
 
 
-async def test_failed_release_keeps_the_handler_error_and_logs(
-    make_store: StoreFactory, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("handler_error", "expected"),
+    [(RuntimeError, RuntimeError), (None, KVBackendError)],
+    ids=["handler-failed", "completion-failed"],
+)
+async def test_store_lost_mid_run_keeps_the_first_error_and_logs_the_release(
+    kv: KVStore,
+    caplog: pytest.LogCaptureFixture,
+    handler_error: type[Exception] | None,
+    expected: type[Exception],
 ) -> None:
-    kv = await make_store()
-    idem = Idempotency(kv)
-
-    async def handler() -> None:
-        await kv.close()
-        raise RuntimeError("handler broke")
-
-    with caplog.at_level(logging.WARNING, logger="kvcache.idempotency"):
-        with pytest.raises(RuntimeError, match="handler broke") as info:
-            await idem.run(fresh_key(), handler)
-    assert "could not release the claim" in caplog.text
-    assert any("releasing idempotency key" in note for note in info.value.__notes__)
-
-
-async def test_store_failure_while_completing_passes_through(
-    make_store: StoreFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    kv = await make_store()
     idem = Idempotency(kv)
 
     async def handler() -> str:
         await kv.close()
+        if handler_error is not None:
+            raise handler_error("handler broke")
         return "done, but the store is gone"
 
     with caplog.at_level(logging.WARNING, logger="kvcache.idempotency"):
-        with pytest.raises(KVBackendError):
+        with pytest.raises(expected) as info:
             await idem.run(fresh_key(), handler)
     assert "could not release the claim" in caplog.text
+    assert any("releasing idempotency key" in note for note in info.value.__notes__)
 
 
 async def test_foreign_value_under_the_key_is_an_idempotency_error(kv: KVStore) -> None:
