@@ -30,6 +30,7 @@ DEFAULT_PATH = os.path.join(".kvcache", "kv.sqlite3")
 SCHEMA_VERSION = 1
 PURGE_BATCH = 256
 PURGE_EVERY_WRITES = 512
+WAL_SWITCH_WAIT_MS = 50
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -91,6 +92,25 @@ def prefix_upper_bound(prefix: str) -> str | None:
     return None
 
 
+def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Put the file in WAL mode, even when several connections race to do it.
+
+    On a new file, a connection that read the old mode can wait on the switch
+    until every connection that already switched has closed; so wait briefly,
+    look again, and repeat until the file is in WAL or the busy timeout is spent.
+    """
+    deadline = time.monotonic() + busy_timeout
+    conn.execute(f"PRAGMA busy_timeout = {WAL_SWITCH_WAIT_MS}")
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+
+
 class SQLiteStore(KVStore):
     """A namespace inside a SQLite file shared by any number of processes and threads."""
 
@@ -129,9 +149,8 @@ class SQLiteStore(KVStore):
                 f"cannot open {path!r}: {exc}", backend=self.backend, cause=exc
             ) from exc
         try:
+            _enable_wal(conn, busy_timeout)
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
