@@ -1,0 +1,108 @@
+"""From a store URL to a connected redis-py asyncio client, and redis-py's errors to ours.
+
+Imported only when a redis URL is opened: `redis` is the optional extra
+`kvcache[redis]`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException, RedisError
+
+from ..errors import KVBackendError, KVConfigError
+from .registry import redact_url
+
+__all__ = ["DRIVER_ERRORS", "Client", "backend_error", "connect", "split_url"]
+
+Client: TypeAlias = "Redis | RedisCluster"
+
+#: What redis-py raises when the server or the network fails (RedisClusterException
+#: sits outside RedisError; OSError covers anything a socket lets through).
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def backend_error(exc: BaseException, url: str, doing: str | None = None) -> KVBackendError:
+    """The one place a driver error becomes `KVBackendError`; `url` is already redacted."""
+    what = f"{doing}: " if doing else ""
+    text = str(exc) or type(exc).__name__
+    return KVBackendError(f"{what}{text} ({url})", backend="redis", cause=exc)
+
+
+def split_url(url: str, cluster: bool | None) -> tuple[str, bool]:
+    """The URL redis-py understands and whether it names a cluster.
+
+    `redis+cluster://` / `rediss+cluster://` and `?cluster=true` mean a cluster;
+    the `cluster` keyword, when given, must agree with them.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    from_scheme = scheme.endswith("+cluster")
+    if from_scheme:
+        scheme = scheme.removesuffix("+cluster")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    flags = [value.lower() for name, value in query if name == "cluster"]
+    rest = [(name, value) for name, value in query if name != "cluster"]
+    from_query: bool | None = None
+    if flags:
+        if flags[-1] not in _TRUE | _FALSE:
+            raise KVConfigError(f"cluster={flags[-1]!r} in {redact_url(url)!r} is not a boolean")
+        from_query = flags[-1] in _TRUE
+    wanted = from_scheme or bool(from_query)
+    if cluster is None:
+        cluster = wanted
+    elif not cluster and wanted:
+        raise KVConfigError(f"cluster=False contradicts the cluster URL {redact_url(url)!r}")
+    if cluster and scheme == "unix":
+        raise KVConfigError("Redis Cluster cannot be reached over a unix:// socket")
+    clean = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    return clean, cluster
+
+
+async def connect(
+    url: str,
+    *,
+    cluster: bool | None,
+    timeout: float | None,
+    connect_timeout: float | None,
+    retries: int,
+    options: dict[str, Any],
+) -> Client:
+    """A client that has answered PING; raises KVBackendError naming the (redacted) URL."""
+    redacted = redact_url(url)
+    target, is_cluster = split_url(url, cluster)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise KVConfigError(f"retries must be an int >= 0, not {retries!r}")
+    settings: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": connect_timeout,
+        "retry": Retry(NoBackoff(), retries),
+        **options,
+    }
+    client: Client
+    try:
+        if is_cluster:
+            client = RedisCluster.from_url(target, **settings)
+        else:
+            client = Redis.from_url(target, **settings)
+    except (TypeError, ValueError) as exc:
+        raise KVConfigError(f"cannot use {redacted!r}: {exc}") from exc
+    try:
+        if isinstance(client, RedisCluster):
+            await client.initialize()
+        await client.ping()
+    except DRIVER_ERRORS as exc:
+        await client.aclose()
+        raise backend_error(exc, redacted, "cannot connect") from exc
+    except TypeError as exc:  # an unknown option only surfaces when a connection is made
+        await client.aclose()
+        raise KVConfigError(f"cannot use {redacted!r}: {exc}") from exc
+    return client

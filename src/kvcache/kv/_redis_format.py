@@ -1,0 +1,82 @@
+"""How a namespace lies in Redis: key names, the packed record, listing bounds.
+
+Every key of a namespace carries the namespace as its hash tag, so one Lua script
+can touch all of them, on a single server or on Redis Cluster:
+
+    kv:{NS}:v:<key>   the record: a 13-byte header, the metadata JSON, the value
+    kv:{NS}:idx       sorted set, score 0, members = key names (ZRANGEBYLEX = byte order)
+    kv:{NS}:exp       sorted set, score = expiration, members = keys that expire
+
+The header (`>BqI`: format version, expiration or 0, metadata length) lets `get`
+be one GET decoded by one `struct` call, and lets a listing read expiration and
+metadata with GETRANGE, never the value.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .types import Record
+
+__all__ = ["HEADER", "KeySpace", "lex_range", "pack", "unpack_header"]
+
+HEADER = struct.Struct(">BqI")
+VERSION = 1
+NO_METADATA = b""
+
+
+class KeySpace:
+    """The Redis key names of one namespace."""
+
+    __slots__ = ("expiry", "index", "value_prefix")
+
+    def __init__(self, namespace: str) -> None:
+        # Only "}" can end a hash tag early; "%" is escaped so the mapping stays one-to-one.
+        tag = namespace.replace("%", "%25").replace("}", "%7D")
+        prefix = f"kv:{{{tag}}}:".encode("utf-8", "surrogatepass")
+        self.value_prefix = prefix + b"v:"
+        self.index = prefix + b"idx"
+        self.expiry = prefix + b"exp"
+
+    def value(self, key: str) -> bytes:
+        return self.value_prefix + key.encode()
+
+
+def pack(record: Record) -> bytes:
+    """Header, metadata and value as one string."""
+    meta = (
+        NO_METADATA if record.metadata is None else record.metadata.encode("utf-8", "surrogatepass")
+    )
+    return HEADER.pack(VERSION, record.expiration or 0, len(meta)) + meta + record.value
+
+
+def unpack_header(raw: bytes) -> tuple[int | None, str | None, int]:
+    """(expiration, metadata JSON, offset of the value) of a packed record.
+
+    Raises ValueError for a string that kvcache did not write.
+    """
+    try:
+        version, expires, size = HEADER.unpack_from(raw)
+    except struct.error:
+        raise ValueError("not a kvcache record (too short)") from None
+    if version != VERSION:
+        raise ValueError(f"not a kvcache record (format {version})")
+    start = HEADER.size + size
+    meta = raw[HEADER.size : start].decode("utf-8", "surrogatepass") if size else None
+    return (expires or None), meta, start
+
+
+def lex_range(prefix: str, start_after: str) -> tuple[bytes, bytes]:
+    """ZRANGEBYLEX min and max for keys > start_after that start with prefix."""
+    low = prefix.encode()
+    after = start_after.encode()
+    if after and after >= low:
+        lower = b"(" + after
+    elif low:
+        lower = b"[" + low
+    else:
+        lower = b"-"
+    if not low:
+        return lower, b"+"
+    # UTF-8 never holds 0xFF, so bumping the last byte bounds every extension of the prefix.
+    return lower, b"(" + low[:-1] + bytes([low[-1] + 1])

@@ -1,0 +1,245 @@
+"""A namespace on a Redis or Valkey server (or Redis Cluster), shared by every machine.
+
+Reads are plain commands: `get` is one GET of a packed record, `get_many` one MGET.
+Every write and every listing is one Lua script, so a value and its index entries
+change together or not at all, across all processes and machines. Redis expires
+values natively (PX); the index entries of expired keys are dropped by the scripts
+that meet them. Layout and record format: `_redis_format`; scripts: `_redis_scripts`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, ClassVar, cast
+
+from redis.commands.core import AsyncScript
+
+from ..errors import KVBackendError
+from . import _redis_scripts as lua
+from ._redis_client import DRIVER_ERRORS, Client, backend_error, connect
+from ._redis_format import KeySpace, lex_range, pack, unpack_header
+from .base import Clock, KVStore
+from .limits import Limits
+from .registry import redact_url
+from .types import KeyInfo, Record
+from .validation import decode_metadata
+
+__all__ = ["RedisStore", "from_url"]
+
+#: Index members a listing script may look at beyond the keys it returns.
+LIST_SCAN_SLACK = 256
+
+
+class RedisStore(KVStore):
+    """Workers KV semantics on Redis; atomic across every client of the server.
+
+    The store owns `client` (and closes it) when `owns_client` is true, as
+    `from_url` sets it; a client passed in by the caller is borrowed by default.
+    """
+
+    backend: ClassVar[str] = "redis"
+    atomic: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        url: str = "redis://",
+        namespace: str = "default",
+        limits: Limits | None = None,
+        clock: Clock = time.time,
+        owns_client: bool = False,
+    ) -> None:
+        super().__init__(namespace=namespace, limits=limits, clock=clock)
+        self.url = redact_url(url)
+        self._client = client
+        self._owns_client = owns_client
+        self._closed = False
+        self._keys = KeySpace(namespace)
+        self._sets = [self._keys.index, self._keys.expiry]
+        register = client.register_script
+        self._put_script = register(lua.PUT)
+        self._put_many_script = register(lua.PUT_MANY)
+        self._put_if_absent_script = register(lua.PUT_IF_ABSENT)
+        self._delete_script = register(lua.DELETE)
+        self._delete_many_script = register(lua.DELETE_MANY)
+        self._delete_if_equals_script = register(lua.DELETE_IF_EQUALS)
+        self._list_script = register(lua.LIST)
+
+    def __repr__(self) -> str:
+        return f"<RedisStore {self.url} namespace={self.namespace!r}>"
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> KVBackendError:
+        return backend_error(exc, self.url)
+
+    def _closed_error(self) -> KVBackendError:
+        return KVBackendError(f"store is closed ({self.url})", backend=self.backend)
+
+    async def _run(self, script: AsyncScript, args: list[Any]) -> Any:
+        if self._closed:
+            raise self._closed_error()
+        try:
+            return await script(keys=self._sets, args=args, client=self._client)
+        except DRIVER_ERRORS as exc:
+            raise self._fail(exc) from exc
+
+    def _decode(self, key: str, raw: bytes) -> tuple[int | None, str | None, int]:
+        try:
+            return unpack_header(raw)
+        except ValueError as exc:
+            raise KVBackendError(
+                f"key {key!r} holds a value kvcache did not write: {exc} ({self.url})",
+                backend=self.backend,
+                cause=exc,
+            ) from exc
+
+    def _write_args(self, record: Record, now: float) -> list[Any]:
+        """name, packed record, TTL in ms for Redis (0 = none), expiration."""
+        if record.expiration is None:
+            return [record.key, pack(record), 0, 0]
+        ttl_ms = max(1, math.ceil((record.expiration - now) * 1000))
+        return [record.key, pack(record), ttl_ms, record.expiration]
+
+    # -- reads ---------------------------------------------------------------
+
+    async def _fetch(self, key: str) -> tuple[bytes, int | None, str | None, int] | None:
+        """The raw record, expiration, metadata and value offset, if live."""
+        if self._closed:
+            raise self._closed_error()
+        try:
+            raw = cast(
+                "bytes | None", await self._client.get(self._keys.value_prefix + key.encode())
+            )
+        except DRIVER_ERRORS as exc:
+            raise self._fail(exc) from exc
+        if raw is None:
+            return None
+        expires, meta, start = self._decode(key, raw)
+        if expires is not None and expires <= self.clock():
+            return None
+        return raw, expires, meta, start
+
+    async def _get_value(self, key: str) -> bytes | None:
+        found = await self._fetch(key)
+        return None if found is None else found[0][found[3] :]
+
+    async def _get_entry(self, key: str) -> tuple[bytes, str | None] | None:
+        found = await self._fetch(key)
+        return None if found is None else (found[0][found[3] :], found[2])
+
+    async def _get_entries(self, keys: list[str]) -> dict[str, tuple[bytes, str | None]]:
+        if self._closed:
+            raise self._closed_error()
+        prefix = self._keys.value_prefix
+        try:
+            raws = cast(
+                "list[bytes | None]",
+                await self._client.mget([prefix + key.encode() for key in keys]),
+            )
+        except DRIVER_ERRORS as exc:
+            raise self._fail(exc) from exc
+        now = self.clock()
+        found: dict[str, tuple[bytes, str | None]] = {}
+        for key, raw in zip(keys, raws, strict=True):
+            if raw is None:
+                continue
+            expires, meta, start = self._decode(key, raw)
+            if expires is None or expires > now:
+                found[key] = (raw[start:], meta)
+        return found
+
+    async def _list(self, prefix: str, start_after: str, limit: int) -> tuple[list[KeyInfo], bool]:
+        low, high = lex_range(prefix, start_after)
+        want = limit + 1
+        keys: list[KeyInfo] = []
+        while True:
+            missing = want - len(keys)
+            args = [self._keys.value_prefix, self.clock(), low, high, missing]
+            reply = await self._run(self._list_script, [*args, missing + LIST_SCAN_SLACK])
+            exhausted, last = reply[0], reply[1]
+            for i in range(2, len(reply), 2):
+                name = reply[i].decode()
+                expires, meta, _ = self._decode(name, reply[i + 1])
+                keys.append(KeyInfo(name, expires, decode_metadata(meta)))
+            if len(keys) >= want:
+                return keys[:limit], True
+            if exhausted:
+                return keys, False
+            low = b"(" + last
+
+    # -- writes --------------------------------------------------------------
+
+    async def _put(self, record: Record) -> None:
+        now = self.clock()
+        await self._run(
+            self._put_script, [self._keys.value_prefix, now, *self._write_args(record, now)]
+        )
+
+    async def _put_many(self, records: list[Record]) -> None:
+        now = self.clock()
+        args: list[Any] = [self._keys.value_prefix, now]
+        for record in records:
+            args.extend(self._write_args(record, now))
+        await self._run(self._put_many_script, args)
+
+    async def _delete(self, key: str) -> None:
+        await self._run(self._delete_script, [self._keys.value_prefix, key])
+
+    async def _delete_many(self, keys: list[str]) -> None:
+        await self._run(self._delete_many_script, [self._keys.value_prefix, *keys])
+
+    async def _put_if_absent(self, record: Record) -> bool:
+        now = self.clock()
+        args = [self._keys.value_prefix, now, *self._write_args(record, now)]
+        return bool(await self._run(self._put_if_absent_script, args))
+
+    async def _delete_if_equals(self, key: str, value: bytes) -> bool:
+        args = [self._keys.value_prefix, self.clock(), key, value]
+        return bool(await self._run(self._delete_if_equals_script, args))
+
+    async def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            try:
+                await self._client.aclose()
+            except DRIVER_ERRORS:
+                pass  # the pool is being dropped either way
+
+
+async def from_url(
+    url: str,
+    *,
+    namespace: str,
+    limits: Limits | None,
+    clock: Clock,
+    cluster: bool | None = None,
+    timeout: float | None = 5.0,
+    connect_timeout: float | None = 2.0,
+    retries: int = 0,
+    **options: Any,
+) -> RedisStore:
+    """redis://[user:password@]host:port/db, rediss://..., unix:///path.sock,
+    redis+cluster://host:port (or cluster=True).
+
+    `timeout` bounds each command and `connect_timeout` each connection attempt
+    (seconds, None for no limit). `retries` re-sends a command after a connection
+    error; it is 0 by default because a re-sent put_if_absent or delete_if_equals
+    whose first try did reach Redis would report False. Other keyword options go
+    to redis-py (`max_connections`, `ssl_ca_certs`, `client_name`, ...).
+    """
+    client = await connect(
+        url,
+        cluster=cluster,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        retries=retries,
+        options=options,
+    )
+    return RedisStore(
+        client, url=url, namespace=namespace, limits=limits, clock=clock, owns_client=True
+    )
