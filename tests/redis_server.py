@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -30,9 +31,11 @@ __all__ = [
     "RedisServer",
     "durable_redis",
     "find_binary",
+    "free_port",
     "redis_cluster_url",
     "redis_server",
     "redis_url",
+    "self_signed_cert",
 ]
 
 REQUIRE_ENV = "KVCACHE_REQUIRE_REDIS"
@@ -58,21 +61,45 @@ def free_port() -> int:
         return port
 
 
-def ping(port: int, timeout: float = 0.5) -> bool:
-    """True when a server on the port answers PING (without any client library)."""
+def ping(port: int, *, tls: bool = False, timeout: float = 0.5) -> bool:
+    """True when a server on the port is up (PONG, or NOAUTH when it wants a password)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            sock = context.wrap_socket(sock)
+        with sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1, made with the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not found: apt-get install openssl")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
 
 
 class RedisServer:
     """One redis-server process; `start`, `kill` (a crash) and `stop` as often as needed.
 
     `durable` turns on the append-only file with an fsync per write, so every
-    acknowledged write survives a SIGKILL.
+    acknowledged write survives a SIGKILL. `tls` (certificate, key) serves TLS only.
     """
 
     def __init__(
@@ -80,19 +107,27 @@ class RedisServer:
         directory: Path,
         *,
         durable: bool = False,
+        tls: tuple[Path, Path] | None = None,
         port: int | None = None,
         extra: Sequence[str] = (),
     ) -> None:
         self.binary = find_binary()
         self.directory = directory
         self.durable = durable
+        self.tls = tls
         self.port = port if port is not None else free_port()
         self.extra = list(extra)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the server is not running"
+        return self.process.pid
 
     @property
     def log(self) -> Path:
@@ -101,10 +136,15 @@ class RedisServer:
     def command(self) -> list[str]:
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else []
         persistence = persistence or ["--appendonly", "no"]
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            cert, key = self.tls
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            listen += ["--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+            listen += ["--tls-ca-cert-file", str(cert)]
         return [
             self.binary,
-            "--port",
-            str(self.port),
+            *listen,
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -123,7 +163,7 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
-        while not ping(self.port):
+        while not ping(self.port, tls=self.tls is not None):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 tail = self.log.read_text()[-2000:] if self.log.exists() else ""

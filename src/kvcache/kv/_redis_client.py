@@ -63,6 +63,11 @@ def split_url(url: str, cluster: bool | None) -> tuple[str, bool]:
         raise KVConfigError(f"cluster=False contradicts the cluster URL {redact_url(url)!r}")
     if cluster and scheme == "unix":
         raise KVConfigError("Redis Cluster cannot be reached over a unix:// socket")
+    database = parts.path.strip("/") if scheme != "unix" else "0"
+    if database and not (database.isdigit() and database.isascii()):
+        raise KVConfigError(f"{redact_url(url)!r}: the path must be a database number, like /0")
+    if cluster and database not in ("", "0"):
+        raise KVConfigError(f"{redact_url(url)!r}: Redis Cluster has only database 0")
     clean = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
     return clean, cluster
 

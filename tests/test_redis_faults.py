@@ -1,0 +1,170 @@
+"""RedisStore when things go wrong, for real: no server, a wrong password, a server
+killed and restarted mid-run, a hung server, bad URLs and options; and the other
+ways in (TLS, unix socket)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import redis.exceptions
+
+import kvcache
+from backends import fresh_namespace
+from kvcache import KVBackendError, KVConfigError
+from kvcache.kv._redis_client import split_url
+from redis_server import RedisServer, free_port, self_signed_cert
+
+
+async def test_open_with_no_server_names_the_url() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(KVBackendError) as err:
+        await kvcache.open_kv(url, connect_timeout=2)
+    assert err.value.backend == "redis"
+    assert url in str(err.value) and "cannot connect" in str(err.value)
+    assert isinstance(err.value.cause, redis.exceptions.ConnectionError)
+
+
+async def test_the_password_never_shows_in_an_error() -> None:
+    port = free_port()
+    with pytest.raises(KVBackendError) as err:
+        await kvcache.open_kv(f"redis://app:s3cret-pw@127.0.0.1:{port}/0")
+    assert f"redis://app:***@127.0.0.1:{port}/0" in str(err.value)
+    assert "s3cret-pw" not in str(err.value)
+
+
+async def test_a_wrong_password_is_a_backend_error_and_the_right_one_works(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path, extra=["--requirepass", "right-pw"]).start()
+    try:
+        base = f"127.0.0.1:{server.port}/0"
+        with pytest.raises(KVBackendError) as err:
+            await kvcache.open_kv(f"redis://:wrong-pw@{base}")
+        assert "wrong-pw" not in str(err.value) and ":***@" in str(err.value)
+        async with kvcache.open_kv(f"redis://:right-pw@{base}", namespace="n") as kv:
+            await kv.put("k", "v")
+            assert await kv.get("k") == "v"
+            assert "right-pw" not in repr(kv)
+    finally:
+        server.stop()
+
+
+async def test_a_restarted_server_loses_nothing_acknowledged_and_the_store_recovers(
+    durable_redis: RedisServer,
+) -> None:
+    """SIGKILL mid-run: calls fail with KVBackendError during the outage, then the
+    same store (no reopen) works again and every acknowledged write is there."""
+    async with kvcache.open_kv(durable_redis.url, namespace=fresh_namespace()) as kv:
+        for i in range(50):
+            await kv.put(f"one:{i:03d}", f"v{i}", metadata={"i": i}, expiration_ttl=3600)
+        await kv.put_many([{"key": f"bulk:{i:03d}", "value": str(i)} for i in range(150)])
+        assert await kv.put_if_absent("claim", "owner-1", expiration_ttl=300)
+        await kv.delete("one:000")
+
+        durable_redis.kill()
+        outage = [
+            kv.get("one:001"),
+            kv.get_many(["one:001", "bulk:001"]),
+            kv.put("during", "x"),
+            kv.list(),
+            kv.put_if_absent("claim", "owner-2"),
+            kv.delete_if_equals("claim", "owner-1"),
+            kv.delete("one:002"),
+        ]
+        for call in outage:
+            with pytest.raises(KVBackendError) as err:
+                await call
+            assert durable_redis.url in str(err.value)
+
+        durable_redis.start()
+        assert await kv.get("one:001") == "v1"
+        entry = await kv.get_with_metadata("one:049")
+        assert (entry.value, entry.metadata) == ("v49", {"i": 49})
+        assert await kv.get("one:000") is None
+        assert await kv.get("during") is None
+        assert await kv.put_if_absent("claim", "owner-2") is False
+        page = await kv.list(prefix="bulk:")
+        assert [key.name for key in page.keys] == [f"bulk:{i:03d}" for i in range(150)]
+        assert len((await kv.list(prefix="one:")).keys) == 49
+        await kv.put("after", "y")
+        assert await kv.get("after") == "y"
+
+
+async def test_a_hung_server_times_out_then_recovers(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path).start()
+    try:
+        async with kvcache.open_kv(server.url, timeout=0.3) as kv:
+            await kv.put("k", "v")
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(KVBackendError) as err:
+                    await kv.get("k")
+                assert isinstance(err.value.cause, redis.exceptions.TimeoutError)
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            assert await kv.get("k") == "v"
+    finally:
+        server.stop()
+
+
+async def test_tls_with_a_rediss_url(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path / "tls")
+    server = RedisServer(tmp_path / "redis", tls=(cert, key)).start()
+    try:
+        assert server.url.startswith("rediss://")
+        async with kvcache.open_kv(server.url, namespace="n", ssl_ca_certs=str(cert)) as kv:
+            await kv.put("k", "over tls", metadata={"tls": True})
+            assert (await kv.list()).keys[0].metadata == {"tls": True}
+            assert await kv.get("k") == "over tls"
+        with pytest.raises(KVBackendError):  # an untrusted certificate is refused
+            await kvcache.open_kv(server.url)
+    finally:
+        server.stop()
+
+
+async def test_unix_socket_url(tmp_path: Path) -> None:
+    sock = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path, extra=["--unixsocket", str(sock)]).start()
+    try:
+        async with kvcache.open_kv(f"unix://{sock}?db=0", namespace="n") as kv:
+            await kv.put("k", "v")
+            assert await kv.get("k") == "v"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "cluster", "expected"),
+    [
+        ("redis://h:1/0", None, ("redis://h:1/0", False)),
+        ("redis+cluster://h:1", None, ("redis://h:1", True)),
+        ("rediss+cluster://u:p@h:1", None, ("rediss://u:p@h:1", True)),
+        ("redis://h:1?cluster=true&socket_timeout=3", None, ("redis://h:1?socket_timeout=3", True)),
+        ("redis://h:1?cluster=no", None, ("redis://h:1", False)),
+        ("redis://h:1", True, ("redis://h:1", True)),
+    ],
+)
+def test_cluster_urls(url: str, cluster: bool | None, expected: tuple[str, bool]) -> None:
+    assert split_url(url, cluster) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("redis+cluster://h:1", {"cluster": False}, "contradicts"),
+        ("redis://h:1?cluster=maybe", {}, "not a boolean"),
+        ("unix:///tmp/x.sock", {"cluster": True}, "unix"),
+        ("redis://h:1", {"retries": -1}, "retries"),
+        ("redis://h:1", {"frobnicate": 1}, "frobnicate"),
+        ("redis://h:1/notadb", {}, "database number"),
+        ("redis+cluster://h:1/2", {}, "only database 0"),
+    ],
+)
+async def test_bad_urls_and_options_are_config_errors(
+    url: str, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(KVConfigError, match=message):
+        await kvcache.open_kv(url, **options)
