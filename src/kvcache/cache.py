@@ -17,15 +17,13 @@ store's None is a miss.
 from __future__ import annotations
 
 import math
-import random
-import sys
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._breaker import STORE_ERRORS, CircuitBreaker, logger
 from ._flight import Flights
 from ._local import IMMUTABLE, MISS, LocalTier
+from ._ttl import DEFAULT, CacheTTLWarning, TTLPolicy, check_seconds
 from .errors import KVValidationError
 from .kv import validation as v
 from .kv.base import KVStore
@@ -35,27 +33,12 @@ from .stats import CacheStats, Counters, StatsRecorder
 if TYPE_CHECKING:
     from .decorators import CachedFunction, P
 
-__all__ = ["DEFAULT", "Cache", "CacheStats", "CacheTTLWarning"]
+__all__ = ["DEFAULT", "Cache", "CacheStats", "CacheTTLWarning", "CircuitBreaker"]
 
 T = TypeVar("T")
 
-#: "Argument not given": use the cache's default. Distinct from None (no expiry).
-DEFAULT: Final[Any] = type("_Default", (), {"__repr__": lambda self: "DEFAULT"})()
-
 _UNREADABLE: Final = (ValueError, TypeError, UnicodeDecodeError)
 _NOTHING: Final = (MISS, None, False)
-
-
-class CacheTTLWarning(UserWarning):
-    """A TTL below the store's minimum was raised to the minimum."""
-
-
-def _check_seconds(name: str, value: object, *, zero_ok: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        raise KVValidationError(f"Invalid {name} of {value}. It must be a positive number.")
-    return float(value)
 
 
 class Cache:
@@ -90,9 +73,6 @@ class Cache:
             getattr(serializer, "loads", None)
         ):
             raise TypeError("serializer needs dumps() and loads() methods")
-        jitter = _check_seconds("jitter", jitter, zero_ok=True)
-        if jitter >= 1:
-            raise KVValidationError(f"Invalid jitter of {jitter}. It must be below 1.")
         if isinstance(local_maxsize, bool) or not isinstance(local_maxsize, int):
             raise TypeError("local_maxsize must be an int")
         if local_maxsize < 1:
@@ -100,28 +80,26 @@ class Cache:
         self.kv = kv
         self.prefix = prefix
         self.serializer = serializer
-        self.jitter = jitter
-        self.lock_timeout = _check_seconds("lock_timeout", lock_timeout)
+        self.lock_timeout = check_seconds("lock_timeout", lock_timeout)
         self._clock = kv.clock
         self._binary = bool(getattr(serializer, "binary", False))
         self._sep: Any = b"|" if self._binary else "|"
         self._read_type = "bytes" if self._binary else "text"
         self._loads = serializer.loads
-        self._random = random.Random()
-        self._warned: set[tuple[str, int]] = set()
+        self._ttl = TTLPolicy(kv.limits, jitter=jitter)
         self._stats = StatsRecorder()
         self._by_key = self._stats.by_key
         self._breaker = breaker if breaker is not None else CircuitBreaker()
         self._local: LocalTier | None = None
         if local_ttl is not None:
             self._local = LocalTier(
-                ttl=_check_seconds("local_ttl", local_ttl),
+                ttl=check_seconds("local_ttl", local_ttl),
                 maxsize=local_maxsize,
                 clock=self._clock,
                 loads=serializer.loads,
             )
         self._flights = Flights(self)
-        self.default_ttl = self._base_ttl(default_ttl, "default_ttl", stacklevel=3)
+        self._ttl.default = self._ttl.base(default_ttl, "default_ttl")
 
     # -- reads -------------------------------------------------------------
 
@@ -148,6 +126,9 @@ class Cache:
             except STORE_ERRORS as exc:
                 self._failed("get", exc, counters)
                 raw = None
+            else:
+                if self._breaker.failures:
+                    self._breaker.success()
         value, _, stale = self._decode(raw, full, counters, version)
         if value is MISS or stale:
             counters.misses += 1
@@ -198,7 +179,7 @@ class Cache:
         counters.misses += 1
         if not callable(fetch):
             raise TypeError(f"fetch must be an async callable, not {type(fetch).__name__}")
-        args = self._fill_args(ttl, negative_ttl, stale_ttl, lock, stacklevel=4)
+        args = self._fill_args(ttl, negative_ttl, stale_ttl, lock)
         value, serialized = await self._flights.fill(full, key, fetch, args)
         if serialized is None or value.__class__ in IMMUTABLE:
             return value  # type: ignore[no-any-return]
@@ -220,7 +201,7 @@ class Cache:
         """
         from .decorators import cached
 
-        base, negative, _, _ = self._fill_args(ttl, negative_ttl, stale_ttl, lock, stacklevel=4)
+        base, negative, _, _ = self._fill_args(ttl, negative_ttl, stale_ttl, lock)
         options = {"ttl": base, "negative_ttl": negative, "stale_ttl": stale_ttl, "lock": lock}
         return cached(self, template, options)
 
@@ -236,15 +217,15 @@ class Cache:
             except STORE_ERRORS as exc:
                 self._failed("get", exc, counters)
                 raw = None
+            else:
+                if self._breaker.failures:
+                    self._breaker.success()
         return self._decode(raw, full, counters, version)
 
     def _decode(
         self, raw: Any, full: str, counters: Counters, version: int
     ) -> tuple[Any, Any, bool]:
         """Unwrap a stored envelope; keep it in the local tier unless a write came meanwhile."""
-        breaker = self._breaker
-        if breaker.failures:
-            breaker.success()
         if raw is None:
             return _NOTHING
         head, sep, body = raw.partition(self._sep)
@@ -287,7 +268,7 @@ class Cache:
         Leave `ttl` out for the cache's `default_ttl`; None stores without expiry.
         """
         full = self._full_key(key)
-        base = self._base_ttl(ttl, "ttl", stacklevel=3)
+        base = self._ttl.base(ttl, "ttl")
         serialized = self.serializer.dumps(value)
         await self._store(full, key, value, serialized, base, 0.0)
 
@@ -299,7 +280,7 @@ class Cache:
         if ttl is None:
             header, store_ttl, fresh_until = "", None, 0
         else:
-            ttl = self._jittered(ttl)
+            ttl = self._ttl.jittered(ttl)
             fresh_until = math.floor(self._clock()) + ttl
             store_ttl = ttl + math.ceil(stale)
             # Without a stale window the store's own expiry is the freshness limit.
@@ -395,6 +376,15 @@ class Cache:
         if self._local is not None:
             self._local.clear()
 
+    @property
+    def default_ttl(self) -> int | None:
+        """The TTL of entries written without one (after raising to the store minimum)."""
+        return self._ttl.default
+
+    @property
+    def jitter(self) -> float:
+        return self._ttl.jitter
+
     def __repr__(self) -> str:
         return f"<Cache prefix={self.prefix!r} store={self.kv!r}>"
 
@@ -411,44 +401,10 @@ class Cache:
         negative_ttl: float | None,
         stale_ttl: float | None,
         lock: bool,
-        *,
-        stacklevel: int = 4,
     ) -> tuple[int | None, int | None, float, bool]:
-        base = self._base_ttl(ttl, "ttl", stacklevel=stacklevel)
+        base = self._ttl.base(ttl, "ttl")
         negative = None
         if negative_ttl is not None:
-            negative = self._base_ttl(negative_ttl, "negative_ttl", stacklevel=stacklevel)
-        stale = 0.0 if stale_ttl is None else _check_seconds("stale_ttl", stale_ttl, zero_ok=True)
+            negative = self._ttl.base(negative_ttl, "negative_ttl")
+        stale = 0.0 if stale_ttl is None else check_seconds("stale_ttl", stale_ttl, zero_ok=True)
         return base, negative, stale, bool(lock)
-
-    def _base_ttl(self, ttl: float | None, name: str, *, stacklevel: int) -> int | None:
-        """Whole seconds, or None for no expiry; below the store's minimum -> the minimum."""
-        if ttl is DEFAULT:
-            return self.default_ttl
-        if ttl is None:
-            return None
-        seconds = math.ceil(_check_seconds(name, ttl))
-        minimum = self.kv.limits.min_expiration_ttl
-        if seconds < minimum:
-            self._warn_once(
-                f"{name}={ttl} is below the store's minimum expiration TTL of {minimum} s; "
-                f"using {minimum}",
-                stacklevel + 1,
-            )
-            seconds = minimum
-        return seconds
-
-    def _jittered(self, ttl: int) -> int:
-        if not self.jitter:
-            return ttl
-        shortened = math.ceil(ttl * (1.0 - self.jitter * self._random.random()))
-        return max(shortened, self.kv.limits.min_expiration_ttl)
-
-    def _warn_once(self, message: str, stacklevel: int) -> None:
-        """One CacheTTLWarning per call site (file and line) and cache."""
-        frame = sys._getframe(stacklevel)
-        site = (frame.f_code.co_filename, frame.f_lineno)
-        if site in self._warned:
-            return
-        self._warned.add(site)
-        warnings.warn(message, CacheTTLWarning, stacklevel=stacklevel + 1)

@@ -45,6 +45,11 @@ def template_fields(template: str) -> set[str]:
 class CachedFunction(Generic[P, R]):
     """The decorated function; also `.key(...)` and `await .invalidate(...)`."""
 
+    # Copied from the function by functools.update_wrapper.
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[P, Awaitable[R]]
+
     def __init__(
         self,
         cache: Cache,
