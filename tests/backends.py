@@ -57,10 +57,16 @@ def _sqlite_url(request: pytest.FixtureRequest) -> str:
     return f"sqlite:///{tmp_path}/kv.sqlite3"
 
 
+def _redis_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue("redis_url")  # tests/redis_server.py
+    return url
+
+
 #: Every backend the shared suites run against; ids become the pytest ids.
 BACKENDS: list[Backend] = [
     Backend("memory", _memory_url, shared=False),
     Backend("sqlite", _sqlite_url),
+    Backend("redis", _redis_url),
 ]
 
 

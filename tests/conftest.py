@@ -12,6 +12,7 @@ import pytest
 
 from backends import BACKENDS, Backend, FakeClock, StoreFactory
 from kvcache import KVStore
+from redis_server import durable_redis, redis_cluster_url, redis_server, redis_url  # noqa: F401
 
 
 @pytest.fixture

@@ -240,6 +240,10 @@ async def from_url(
         retries=retries,
         options=options,
     )
-    return RedisStore(
-        client, url=url, namespace=namespace, limits=limits, clock=clock, owns_client=True
-    )
+    try:
+        return RedisStore(
+            client, url=url, namespace=namespace, limits=limits, clock=clock, owns_client=True
+        )
+    except BaseException:
+        await client.aclose()
+        raise
