@@ -23,7 +23,7 @@ T = TypeVar("T")
 Row = tuple[bytes, int | None, Any]  # value, expiration, metadata
 
 # Few keys, so that calls often meet the same key; prefixes that are SQL wildcards.
-KEYS = st.sampled_from(["a", "ab", "a%", "a_b", "a\\", "b", "é", "é\U0001f600", "\ue000"])
+KEYS = st.sampled_from(["a", "ab", "a%", "a_b", "a\\", "a\x00", "é", "é\U0001f600", "\ue000"])
 PREFIXES = st.none() | st.sampled_from(["", "a", "a%", "a_", "é", "\ue000", "z"])
 VALUES = st.binary(max_size=6) | st.text(alphabet="xyé\U0001f600", max_size=4)
 METADATA = (

@@ -136,3 +136,23 @@ async def test_validation_error_is_a_value_error(kv: KVStore) -> None:
     with pytest.raises(ValueError):
         await kv.get("")
     assert await kv.get(fresh_key()) is None
+
+
+async def test_keys_with_control_characters(kv: KVStore) -> None:
+    keys = ["a", "a\x00", "a\x00b", "a\x01", "\x00", "\x1f\x7f"]
+    for i, key in enumerate(keys):
+        await kv.put(key, str(i))
+    assert await kv.get("a\x00b") == "2"
+    assert await kv.get_many(keys) == {key: str(i) for i, key in enumerate(keys)}
+    listed = [info.name for info in (await kv.list()).keys]
+    assert listed == sorted(keys, key=lambda k: k.encode())
+    assert [info.name for info in (await kv.list(prefix="a\x00")).keys] == ["a\x00", "a\x00b"]
+    first = await kv.list(prefix="a", limit=2)
+    rest = await kv.list(prefix="a", cursor=first.cursor)
+    assert [i.name for i in first.keys + rest.keys] == ["a", "a\x00", "a\x00b", "a\x01"]
+    await kv.delete_many(["a\x00", "\x00"])
+    assert await kv.get_many(["a\x00", "a\x00b", "\x00"]) == {
+        "a\x00": None,
+        "a\x00b": "2",
+        "\x00": None,
+    }

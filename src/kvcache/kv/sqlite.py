@@ -9,7 +9,6 @@ transaction, so nothing is ever half-written.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -45,10 +44,8 @@ CREATE INDEX IF NOT EXISTS kv_expiration ON kv (expiration) WHERE expiration IS 
 """
 _GET = "SELECT value, expiration FROM kv WHERE namespace = ? AND key = ?"
 _GET_ENTRY = "SELECT value, expiration, metadata FROM kv WHERE namespace = ? AND key = ?"
-_GET_MANY = (
-    "SELECT key, value, expiration, metadata FROM kv "
-    "WHERE namespace = ? AND key IN (SELECT value FROM json_each(?))"
-)
+# Keys are bound one parameter each (at most 100): SQLite's JSON functions cut text at U+0000.
+_GET_MANY = "SELECT key, value, expiration, metadata FROM kv WHERE namespace = ? AND key IN ({})"
 _PUT = (
     "INSERT OR REPLACE INTO kv (namespace, key, value, expiration, metadata) VALUES (?, ?, ?, ?, ?)"
 )
@@ -236,7 +233,7 @@ class SQLiteStore(KVStore):
         try:
             with self._lock:
                 rows = self._conn.execute(
-                    _GET_MANY, (self.namespace, json.dumps(keys, ensure_ascii=False))
+                    _GET_MANY.format(",".join("?" * len(keys))), (self.namespace, *keys)
                 ).fetchall()
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
