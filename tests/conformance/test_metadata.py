@@ -68,3 +68,14 @@ async def test_none_metadata_means_no_metadata(kv: KVStore) -> None:
     [info] = (await kv.list()).keys
     assert info.metadata is None
     assert info.as_dict() == {"name": key}
+
+
+async def test_lone_surrogates_count_as_json_escapes(kv: KVStore) -> None:
+    key = fresh_key()
+    await kv.put(key, "v", metadata={"s": "\ud800x"})
+    assert (await kv.get_with_metadata(key)).metadata == {"s": "\ud800x"}
+    [info] = (await kv.list()).keys
+    assert info.metadata == {"s": "\ud800x"}
+    await kv.put(key, "v", metadata="\udfff" * 170)  # 2 + 170 * 6 = 1022 bytes
+    with too_long(1028):
+        await kv.put(key, "v", metadata="\udfff" * 171)

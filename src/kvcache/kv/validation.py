@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -48,6 +49,7 @@ INT32_MIN = -2_147_483_648
 INT32_MAX = 2_147_483_647
 _VALUE_TYPES = ("text", "json", "bytes", "arrayBuffer")
 _MAX_ERRORS_NAMED = 12
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _key_bytes(key: object, op: str) -> int:
@@ -184,7 +186,12 @@ def metadata_json(metadata: object, limits: Limits, op: str = "PUT") -> str | No
         text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
-    size = len(text.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        # A lone surrogate has no UTF-8 form; JSON.stringify writes it as a \u escape.
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+        size = len(text.encode("utf-8"))
     if size > limits.max_metadata_bytes:
         raise KVValidationError(
             f"Metadata length of {size} exceeds limit of {limits.max_metadata_bytes}.",
