@@ -129,12 +129,24 @@ class Cache:
             else:
                 if self._breaker.failures:
                     self._breaker.success()
-        value, _, stale = self._decode(raw, full, counters, version)
-        if value is MISS or stale:
-            counters.misses += 1
-            return default
-        counters.hits += 1
-        return value
+        if raw is not None:
+            head, sep, body = raw.partition(self._sep)
+            if sep and not head:  # no stale window: `_decode`'s common case, inlined
+                try:
+                    value = self._loads(body)
+                except _UNREADABLE:
+                    pass  # `_decode` counts and logs it
+                else:
+                    if local is not None and local.version == version:
+                        local.put(full, value, body, 0)
+                    counters.hits += 1
+                    return value
+            value, _, stale = self._decode(raw, full, counters, version)
+            if value is not MISS and not stale:
+                counters.hits += 1
+                return value
+        counters.misses += 1
+        return default
 
     async def get_or_set(
         self,
