@@ -93,6 +93,12 @@ async def test_busy_timeout_from_url(db: Path) -> None:
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2500
 
 
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf"])
+async def test_bad_busy_timeout_in_url(db: Path, value: str) -> None:
+    with pytest.raises(KVConfigError, match="busy_timeout"):
+        await kvcache.open_kv(url_for(db) + f"?busy_timeout={value}")
+
+
 async def test_wal_mode(db: Path) -> None:
     async with kvcache.open_kv(url_for(db)) as kv:
         await kv.put("k", "v")

@@ -9,6 +9,7 @@ transaction, so nothing is ever half-written.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
-from ..errors import KVBackendError
+from ..errors import KVBackendError, KVConfigError
 from .base import Clock, KVStore
 from .limits import Limits
 from .types import KeyInfo, Record
@@ -317,7 +318,13 @@ async def from_url(
 
     timeout = busy_timeout
     if timeout is None:
-        timeout = float(url_options(url).get("busy_timeout", 30.0))
+        raw = url_options(url).get("busy_timeout", "30")
+        try:
+            timeout = float(raw)
+        except ValueError:
+            timeout = math.nan
+        if not 0 <= timeout < 1e6:
+            raise KVConfigError(f"busy_timeout={raw!r} in {url!r} is not a number of seconds")
     return SQLiteStore(
         sqlite_path(url), namespace=namespace, limits=limits, clock=clock, busy_timeout=timeout
     )
