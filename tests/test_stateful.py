@@ -13,7 +13,12 @@ from typing import Any, ClassVar, TypeVar
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 import kvcache
 from backends import FakeClock, fresh_namespace
@@ -135,6 +140,7 @@ class KVMachine(RuleBasedStateMachine):
             cursor = page.cursor
         assert listed == expected
 
+    @precondition(lambda self: self.kv.atomic)
     @rule(key=KEYS, value=VALUES, ttl=TTLS, metadata=METADATA)
     def put_if_absent(self, key: str, value: str | bytes, ttl: int | None, metadata: Any):
         absent = key not in self.live()
@@ -143,6 +149,7 @@ class KVMachine(RuleBasedStateMachine):
         if absent:
             self.model[key] = (as_bytes(value), self.expiry(ttl), metadata)
 
+    @precondition(lambda self: self.kv.atomic)
     @rule(key=KEYS, value=VALUES, use_stored=st.booleans())
     def delete_if_equals(self, key: str, value: str | bytes, use_stored: bool) -> None:
         row = self.live().get(key)
