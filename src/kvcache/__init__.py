@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .cache import Cache
 from .errors import (
     AlreadyInProgress,
     ClaimLost,
@@ -11,14 +12,23 @@ from .errors import (
     KVError,
     KVValidationError,
 )
+from .idempotency import Claim, Idempotency, Outcome
 from .kv import KeyInfo, KVEntry, KVStore, Limits, ListPage, OpenKV, open_kv
+from .serializers import JSON, Serializer
+from .stats import CacheStats, FamilyStats
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyInProgress",
+    "Cache",
+    "CacheStats",
+    "Claim",
     "ClaimLost",
+    "FamilyStats",
+    "Idempotency",
     "IdempotencyError",
+    "JSON",
     "KVBackendError",
     "KVConfigError",
     "KVEntry",
@@ -29,6 +39,8 @@ __all__ = [
     "Limits",
     "ListPage",
     "OpenKV",
+    "Outcome",
+    "Serializer",
     "__version__",
     "open_kv",
 ]
