@@ -51,9 +51,7 @@ def raw_sqlite(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB, expires REAL) WITHOUT ROWID")
-    conn.executemany(
-        "INSERT INTO kv VALUES (?, ?, ?)", [(k, VALUE.encode(), None) for k in KEYS]
-    )
+    conn.executemany("INSERT INTO kv VALUES (?, ?, ?)", [(k, VALUE.encode(), None) for k in KEYS])
     return conn
 
 
@@ -122,7 +120,9 @@ def bench_raw_sqlite(path: str, results: list[Result]) -> None:
     n = N_KEYS
     get_sql = "SELECT value, expires FROM kv WHERE key = ?"
     results.append(
-        measure("raw sqlite3: get (hit)", lambda i: conn.execute(get_sql, (KEYS[i % n],)).fetchone())
+        measure(
+            "raw sqlite3: get (hit)", lambda i: conn.execute(get_sql, (KEYS[i % n],)).fetchone()
+        )
     )
     results.append(
         measure(
@@ -145,7 +145,7 @@ def bench_raw_sqlite(path: str, results: list[Result]) -> None:
             inner=20,
         )
     )
-    many_sql = "SELECT key, value FROM kv WHERE key IN (%s)" % ",".join("?" * 100)
+    many_sql = "SELECT key, value FROM kv WHERE key IN ({})".format(",".join("?" * 100))
 
     def many(i: int) -> Any:
         start = (i * 100) % (n - 100)
@@ -184,9 +184,7 @@ def ratio(results: list[Result], a: str, b: str) -> float:
 def main() -> None:
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(
-            bench_kvcache("kvcache sqlite", f"sqlite:///{tmp}/kv.sqlite3", results)
-        )
+        asyncio.run(bench_kvcache("kvcache sqlite", f"sqlite:///{tmp}/kv.sqlite3", results))
         asyncio.run(bench_kvcache("kvcache memory", "memory://", results))
         bench_diskcache(os.path.join(tmp, "diskcache"), results)
         bench_raw_sqlite(os.path.join(tmp, "raw.sqlite3"), results)
