@@ -41,6 +41,11 @@ _UNREADABLE: Final = (ValueError, TypeError, UnicodeDecodeError)
 _NOTHING: Final = (MISS, None, False)
 
 
+def _check_fetch(fetch: object) -> None:
+    if not callable(fetch):
+        raise TypeError(f"fetch must be an async callable, not {type(fetch).__name__}")
+
+
 class Cache:
     """A cache over a `KVStore`: `get`, `set`, `delete`, `delete_prefix`, `get_or_set`.
 
@@ -183,14 +188,14 @@ class Cache:
                 counters.hits += 1
                 return value  # type: ignore[no-any-return]
             if stale_ttl is not None:
+                _check_fetch(fetch)
                 counters.stale_hits += 1
                 self._flights.refresh(
                     full, key, fetch, self._fill_args(ttl, negative_ttl, stale_ttl, lock)
                 )
                 return value  # type: ignore[no-any-return]
         counters.misses += 1
-        if not callable(fetch):
-            raise TypeError(f"fetch must be an async callable, not {type(fetch).__name__}")
+        _check_fetch(fetch)
         args = self._fill_args(ttl, negative_ttl, stale_ttl, lock)
         value, serialized = await self._flights.fill(full, key, fetch, args)
         if serialized is None or value.__class__ in IMMUTABLE:
@@ -383,7 +388,7 @@ class Cache:
         return prometheus_collector(self)
 
     async def close(self) -> None:
-        """Cancel background refreshes and drop the local tier; the store stays open."""
+        """Cancel running fetches and refreshes, drop the local tier; the store stays open."""
         await self._flights.cancel_all()
         if self._local is not None:
             self._local.clear()
@@ -414,6 +419,7 @@ class Cache:
         stale_ttl: float | None,
         lock: bool,
     ) -> tuple[int | None, int | None, float, bool]:
+        """get_or_set's options checked, TTLs in whole seconds: (ttl, negative, stale, lock)."""
         base = self._ttl.base(ttl, "ttl")
         negative = None
         if negative_ttl is not None:
