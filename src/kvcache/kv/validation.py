@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from .._json import loads
 from ..errors import KVValidationError
 from .limits import Limits
 from .types import Record
@@ -247,14 +248,14 @@ def decode_value(raw: bytes, type: str) -> Any:
         return raw.decode("utf-8", "replace")
     if type == "json":
         try:
-            return json.loads(raw)
+            return loads(raw)
         except ValueError as exc:
             raise KVValidationError(f"Value is not valid JSON: {exc}", status=400) from None
     return raw
 
 
 def decode_metadata(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else loads(text)
 
 
 def list_limit(limit: object) -> int:
