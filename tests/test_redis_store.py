@@ -15,7 +15,7 @@ import kvcache
 from backends import FakeClock, fresh_namespace
 from kvcache import KVBackendError, Limits
 from kvcache.kv._redis_format import KeySpace, lex_range
-from kvcache.kv.redis import LIST_SCAN_SLACK, RedisStore
+from kvcache.kv.redis import LIST_SCAN_SLACK, PURGE_BATCH, PURGE_EVERY, RedisStore
 
 
 @pytest.fixture
@@ -151,21 +151,24 @@ async def test_records_redis_dropped_leave_the_index_when_listed(
     assert await raw.zrange(keys.expiry, 0, -1) == [b"a", b"c"]
 
 
-async def test_writes_purge_a_batch_of_expired_keys_nobody_lists(
+async def test_writes_purge_expired_keys_nobody_lists(
     kv: RedisStore, raw: aioredis.Redis, clock: FakeClock
 ) -> None:
+    expired = PURGE_BATCH + 8
     await kv.put_many(
-        [{"key": f"old{i:02d}", "value": "x", "expiration_ttl": 60} for i in range(40)]
+        [{"key": f"old{i:02d}", "value": "x", "expiration_ttl": 60} for i in range(expired)]
     )
     clock.advance(61)
     keys = KeySpace(kv.namespace)
-    await kv.put("fresh", "y")
-    assert await raw.zcard(keys.expiry) == 40 - 16
-    assert await raw.zcard(keys.index) == 40 - 16 + 1
-    assert await raw.exists(keys.value("old00")) == 0
-    for _ in range(2):
+    for _ in range(PURGE_EVERY - 1):
         await kv.put("fresh", "y")
-    assert await raw.zcard(keys.index) == 1
+    assert await raw.zcard(keys.expiry) == expired
+    await kv.put_if_absent("other", "z")  # the PURGE_EVERY-th write
+    assert await raw.zcard(keys.expiry) == expired - PURGE_BATCH
+    assert await raw.zcard(keys.index) == expired - PURGE_BATCH + 2
+    assert await raw.exists(keys.value("old00")) == 0
+    await kv.put_many([{"key": "fresh", "value": "y"}])  # bulk writes always purge
+    assert await raw.zrange(keys.index, 0, -1) == [b"fresh", b"other"]
 
 
 async def test_listing_walks_past_more_dead_entries_than_one_script_scans(

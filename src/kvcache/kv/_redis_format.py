@@ -18,11 +18,13 @@ import struct
 
 from .types import Record
 
-__all__ = ["HEADER", "KeySpace", "lex_range", "pack", "unpack_header"]
+__all__ = ["HEADER", "KeySpace", "lex_range", "pack", "unpack", "unpack_header", "unpack_many"]
 
 HEADER = struct.Struct(">BqI")
 VERSION = 1
 NO_METADATA = b""
+_SIZE = HEADER.size
+_unpack_from = HEADER.unpack_from
 
 
 class KeySpace:
@@ -50,20 +52,60 @@ def pack(record: Record) -> bytes:
     return HEADER.pack(VERSION, record.expiration or 0, len(meta)) + meta + record.value
 
 
-def unpack_header(raw: bytes) -> tuple[int | None, str | None, int]:
-    """(expiration, metadata JSON, offset of the value) of a packed record.
-
-    Raises ValueError for a string that kvcache did not write.
-    """
+def _fields(raw: bytes) -> tuple[int, int]:
+    """Expiration (0 = none) and metadata length; ValueError if kvcache did not write it."""
     try:
-        version, expires, size = HEADER.unpack_from(raw)
+        version, expires, size = _unpack_from(raw)
     except struct.error:
         raise ValueError("not a kvcache record (too short)") from None
     if version != VERSION:
         raise ValueError(f"not a kvcache record (format {version})")
-    start = HEADER.size + size
-    meta = raw[HEADER.size : start].decode("utf-8", "surrogatepass") if size else None
-    return (expires or None), meta, start
+    return expires, size
+
+
+def unpack(raw: bytes, now: float) -> tuple[bytes, str | None] | None:
+    """Value and metadata JSON of a packed record; None once it expired by `now`."""
+    expires, size = _fields(raw)
+    if expires and expires <= now:
+        return None
+    if size:
+        end = _SIZE + size
+        return raw[end:], raw[_SIZE:end].decode("utf-8", "surrogatepass")
+    return raw[_SIZE:], None
+
+
+def unpack_many(
+    keys: list[str], raws: list[bytes | None], now: float
+) -> dict[str, tuple[bytes, str | None]]:
+    """`unpack` over an MGET reply, inlined: get_many decodes up to 100 records per call.
+
+    Raises ValueError naming the first key whose string kvcache did not write.
+    """
+    found: dict[str, tuple[bytes, str | None]] = {}
+    for key, raw in zip(keys, raws, strict=True):
+        if raw is None:
+            continue
+        try:
+            version, expires, size = _unpack_from(raw)
+        except struct.error:
+            version = -1
+        if version != VERSION:
+            raise ValueError(f"key {key!r}: not a kvcache record")
+        if expires and expires <= now:
+            continue
+        if size:
+            end = _SIZE + size
+            found[key] = (raw[end:], raw[_SIZE:end].decode("utf-8", "surrogatepass"))
+        else:
+            found[key] = (raw[_SIZE:], None)
+    return found
+
+
+def unpack_header(raw: bytes) -> tuple[int | None, str | None]:
+    """Expiration and metadata JSON from a record's header (as listings read it)."""
+    expires, size = _fields(raw)
+    meta = raw[_SIZE : _SIZE + size].decode("utf-8", "surrogatepass") if size else None
+    return (expires or None), meta
 
 
 def lex_range(prefix: str, start_after: str) -> tuple[bytes, bytes]:

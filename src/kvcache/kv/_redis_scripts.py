@@ -9,6 +9,7 @@ keys are built from the namespace's value prefix (same hash tag, same slot).
 `now` is the store's clock: a record whose expiration is <= now is dead even if
 Redis has not expired it yet (tests move a fake clock; app clocks may lead).
 Writes give Redis a relative TTL (PX) so server and app clocks need not agree.
+Writes take `purge`, how many expired records to drop on the way (0 = none).
 """
 
 from __future__ import annotations
@@ -64,39 +65,40 @@ local function remove(vprefix, name)
   redis.call('ZREM', KEYS[2], name)
 end
 
--- drop a few records that expired by `now`, so unlisted keys do not pile up
-local function purge(vprefix, now)
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 16)
+-- drop up to `count` records that expired by `now`, so unlisted keys do not pile up
+local function purge(vprefix, now, count)
+  if count == '0' then return end
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, count)
   for _, name in ipairs(gone) do remove(vprefix, name) end
 end
 """
 
 _PUT_ONE = """
-store(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
-purge(ARGV[1], ARGV[2])
+store(ARGV[1], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+purge(ARGV[1], ARGV[2], ARGV[3])
 return 1
 """
 
-#: ARGV: value prefix, now, name, packed record, ttl ms (0 = none), expiration
+#: ARGV: value prefix, now, purge, name, packed record, ttl ms (0 = none), expiration
 PUT = _COMMON + _PUT_ONE
 
-#: ARGV: value prefix, now, then (name, packed, ttl ms, expiration) per record
+#: ARGV: value prefix, now, purge, then (name, packed, ttl ms, expiration) per record
 PUT_MANY = (
     _COMMON
     + """
-for i = 3, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
   store(ARGV[1], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
 end
-purge(ARGV[1], ARGV[2])
+purge(ARGV[1], ARGV[2], ARGV[3])
 return 1
 """
 )
 
-#: ARGV: value prefix, now, name, packed record, ttl ms, expiration -> 1 if written
+#: ARGV: value prefix, now, purge, name, packed record, ttl ms, expiration -> 1 if written
 PUT_IF_ABSENT = (
     _COMMON
     + """
-local exp = expiration(ARGV[1] .. ARGV[3])
+local exp = expiration(ARGV[1] .. ARGV[4])
 if exp ~= nil and (exp == 0 or exp > tonumber(ARGV[2])) then return 0 end
 """
     + _PUT_ONE

@@ -9,16 +9,17 @@ that meet them. Layout and record format: `_redis_format`; scripts: `_redis_scri
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from typing import Any, ClassVar, cast
 
-from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from ..errors import KVBackendError
 from . import _redis_scripts as lua
 from ._redis_client import DRIVER_ERRORS, Client, backend_error, connect
-from ._redis_format import KeySpace, lex_range, pack, unpack_header
+from ._redis_format import KeySpace, lex_range, pack, unpack, unpack_header, unpack_many
 from .base import Clock, KVStore
 from .limits import Limits
 from .registry import redact_url
@@ -29,6 +30,19 @@ __all__ = ["RedisStore", "from_url"]
 
 #: Index members a listing script may look at beyond the keys it returns.
 LIST_SCAN_SLACK = 256
+#: Every PURGE_EVERY-th write also drops up to PURGE_BATCH expired records.
+PURGE_EVERY = 8
+PURGE_BATCH = 32
+
+
+class _Script:
+    """A Lua script run by its SHA1, loaded again when the server has forgotten it."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
 class RedisStore(KVStore):
@@ -56,16 +70,15 @@ class RedisStore(KVStore):
         self._client = client
         self._owns_client = owns_client
         self._closed = False
+        self._writes = 0
         self._keys = KeySpace(namespace)
-        self._sets = [self._keys.index, self._keys.expiry]
-        register = client.register_script
-        self._put_script = register(lua.PUT)
-        self._put_many_script = register(lua.PUT_MANY)
-        self._put_if_absent_script = register(lua.PUT_IF_ABSENT)
-        self._delete_script = register(lua.DELETE)
-        self._delete_many_script = register(lua.DELETE_MANY)
-        self._delete_if_equals_script = register(lua.DELETE_IF_EQUALS)
-        self._list_script = register(lua.LIST)
+        self._put_script = _Script(lua.PUT)
+        self._put_many_script = _Script(lua.PUT_MANY)
+        self._put_if_absent_script = _Script(lua.PUT_IF_ABSENT)
+        self._delete_script = _Script(lua.DELETE)
+        self._delete_many_script = _Script(lua.DELETE_MANY)
+        self._delete_if_equals_script = _Script(lua.DELETE_IF_EQUALS)
+        self._list_script = _Script(lua.LIST)
 
     def __repr__(self) -> str:
         return f"<RedisStore {self.url} namespace={self.namespace!r}>"
@@ -78,23 +91,31 @@ class RedisStore(KVStore):
     def _closed_error(self) -> KVBackendError:
         return KVBackendError(f"store is closed ({self.url})", backend=self.backend)
 
-    async def _run(self, script: AsyncScript, args: list[Any]) -> Any:
+    async def _run(self, script: _Script, args: list[Any]) -> Any:
+        """The script's reply; KEYS are the namespace's index and expiry sets."""
         if self._closed:
             raise self._closed_error()
+        client, keys = self._client, self._keys
         try:
-            return await script(keys=self._sets, args=args, client=self._client)
+            try:
+                return await client.evalsha(script.sha, 2, keys.index, keys.expiry, *args)
+            except NoScriptError:  # a restarted server, or SCRIPT FLUSH
+                await client.script_load(script.source)
+                return await client.evalsha(script.sha, 2, keys.index, keys.expiry, *args)
         except DRIVER_ERRORS as exc:
             raise self._fail(exc) from exc
 
-    def _decode(self, key: str, raw: bytes) -> tuple[int | None, str | None, int]:
-        try:
-            return unpack_header(raw)
-        except ValueError as exc:
-            raise KVBackendError(
-                f"key {key!r} holds a value kvcache did not write: {exc} ({self.url})",
-                backend=self.backend,
-                cause=exc,
-            ) from exc
+    def _purge(self) -> int:
+        """How many expired records this write should drop (most writes: none)."""
+        self._writes += 1
+        return PURGE_BATCH if self._writes % PURGE_EVERY == 0 else 0
+
+    def _alien(self, key: str, exc: ValueError) -> KVBackendError:
+        return KVBackendError(
+            f"key {key!r} holds a value kvcache did not write: {exc} ({self.url})",
+            backend=self.backend,
+            cause=exc,
+        )
 
     def _write_args(self, record: Record, now: float) -> list[Any]:
         """name, packed record, TTL in ms for Redis (0 = none), expiration."""
@@ -105,32 +126,30 @@ class RedisStore(KVStore):
 
     # -- reads ---------------------------------------------------------------
 
-    async def _fetch(self, key: str) -> tuple[bytes, int | None, str | None, int] | None:
-        """The raw record, expiration, metadata and value offset, if live."""
+    async def _fetch(self, key: str) -> tuple[bytes, str | None] | None:
+        """The live value and metadata JSON; one GET."""
         if self._closed:
             raise self._closed_error()
         try:
-            raw = cast(
-                "bytes | None", await self._client.get(self._keys.value_prefix + key.encode())
-            )
+            raw = await self._client.get(self._keys.value_prefix + key.encode())
         except DRIVER_ERRORS as exc:
             raise self._fail(exc) from exc
         if raw is None:
             return None
-        expires, meta, start = self._decode(key, raw)
-        if expires is not None and expires <= self.clock():
-            return None
-        return raw, expires, meta, start
+        try:
+            return unpack(cast(bytes, raw), self.clock())
+        except ValueError as exc:
+            raise self._alien(key, exc) from exc
 
     async def _get_value(self, key: str) -> bytes | None:
         found = await self._fetch(key)
-        return None if found is None else found[0][found[3] :]
+        return None if found is None else found[0]
 
     async def _get_entry(self, key: str) -> tuple[bytes, str | None] | None:
-        found = await self._fetch(key)
-        return None if found is None else (found[0][found[3] :], found[2])
+        return await self._fetch(key)
 
     async def _get_entries(self, keys: list[str]) -> dict[str, tuple[bytes, str | None]]:
+        """Live values and metadata JSON; one MGET."""
         if self._closed:
             raise self._closed_error()
         prefix = self._keys.value_prefix
@@ -141,15 +160,12 @@ class RedisStore(KVStore):
             )
         except DRIVER_ERRORS as exc:
             raise self._fail(exc) from exc
-        now = self.clock()
-        found: dict[str, tuple[bytes, str | None]] = {}
-        for key, raw in zip(keys, raws, strict=True):
-            if raw is None:
-                continue
-            expires, meta, start = self._decode(key, raw)
-            if expires is None or expires > now:
-                found[key] = (raw[start:], meta)
-        return found
+        try:
+            return unpack_many(keys, raws, self.clock())
+        except ValueError as exc:
+            raise KVBackendError(
+                f"{exc}: kvcache did not write it ({self.url})", backend=self.backend, cause=exc
+            ) from exc
 
     async def _list(self, prefix: str, start_after: str, limit: int) -> tuple[list[KeyInfo], bool]:
         low, high = lex_range(prefix, start_after)
@@ -162,7 +178,10 @@ class RedisStore(KVStore):
             exhausted, last = reply[0], reply[1]
             for i in range(2, len(reply), 2):
                 name = reply[i].decode()
-                expires, meta, _ = self._decode(name, reply[i + 1])
+                try:
+                    expires, meta = unpack_header(reply[i + 1])
+                except ValueError as exc:
+                    raise self._alien(name, exc) from exc
                 keys.append(KeyInfo(name, expires, decode_metadata(meta)))
             if len(keys) >= want:
                 return keys[:limit], True
@@ -174,13 +193,12 @@ class RedisStore(KVStore):
 
     async def _put(self, record: Record) -> None:
         now = self.clock()
-        await self._run(
-            self._put_script, [self._keys.value_prefix, now, *self._write_args(record, now)]
-        )
+        args = [self._keys.value_prefix, now, self._purge(), *self._write_args(record, now)]
+        await self._run(self._put_script, args)
 
     async def _put_many(self, records: list[Record]) -> None:
         now = self.clock()
-        args: list[Any] = [self._keys.value_prefix, now]
+        args: list[Any] = [self._keys.value_prefix, now, PURGE_BATCH]
         for record in records:
             args.extend(self._write_args(record, now))
         await self._run(self._put_many_script, args)
@@ -193,7 +211,7 @@ class RedisStore(KVStore):
 
     async def _put_if_absent(self, record: Record) -> bool:
         now = self.clock()
-        args = [self._keys.value_prefix, now, *self._write_args(record, now)]
+        args = [self._keys.value_prefix, now, self._purge(), *self._write_args(record, now)]
         return bool(await self._run(self._put_if_absent_script, args))
 
     async def _delete_if_equals(self, key: str, value: bytes) -> bool:
