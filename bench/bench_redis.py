@@ -6,7 +6,7 @@ writes the Markdown tables to stdout):
     pip install -e '.[bench]'      # plus Debian's redis-server
     python bench/bench_redis.py
 
-Setup: 10,000 keys of ~200-byte JSON in one namespace, and the same value under a
+Setup: bench_store.py's 10,000 keys of ~200-byte JSON in one namespace, and the same value under a
 plain key for the raw client. Both sides use redis-py's asyncio client with the same
 settings (and hiredis when it is installed: the table says which parser ran); every
 figure is an awaited call on one running loop, µs per operation. Raw and store runs
@@ -17,7 +17,6 @@ so a load spike on the machine hits both sides of a round alike.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import socket
@@ -37,20 +36,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import kvcache
 from _timing import Result, measure_async, render_table
+from bench_store import KEYS, N_KEYS, TTL, VALUE  # the same data as the store benchmark
 
-N_KEYS = 10_000
 ROUNDS = 7
-TTL = 3600
-VALUE = json.dumps(
-    {
-        "id": "gid://shopify/Customer/1234567890",
-        "email": "dr.jane.doe@example-clinic.com",
-        "tags": ["healthcare", "verified", "samples"],
-        "state": "ENABLED",
-        "note": "x" * 40,
-    }
-)
-KEYS = [f"customer:email:{i:05d}@example.com" for i in range(N_KEYS)]
 RAW_KEYS = [f"raw:{key}".encode() for key in KEYS]
 #: (label, store operation, raw operation, limit on store / raw; None: context only)
 TARGETS: list[tuple[str, str, str, float | None]] = [
