@@ -14,6 +14,7 @@ skip with the install command, unless KVCACHE_REQUIRE_REDIS=1 (CI), where they f
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -59,6 +60,24 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        port = random.randint(20_000, 50_000)
+        if _bindable(port) and _bindable(port + 10_000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def ping(port: int, *, tls: bool = False, timeout: float = 0.5) -> bool:
@@ -199,6 +218,7 @@ class RedisCluster:
         self.nodes = [
             RedisServer(
                 directory / f"node{i}",
+                port=free_cluster_port(),
                 extra=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
             )
             for i in range(size)
