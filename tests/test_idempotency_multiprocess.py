@@ -89,7 +89,9 @@ def _handler(job: Job, key: str, ready: Event | None) -> Callable[[], Awaitable[
         if job.hang and ready is not None:
             ready.set()
             await asyncio.sleep(3600)
-        await asyncio.sleep(random.uniform(0, 0.02))
+        # Long enough that the other processes' claims (slower on a network store such
+        # as Redis) arrive while some handler still runs, so the runs really contend.
+        await asyncio.sleep(random.uniform(0.03, 0.06))
         if job.fail_first is not None and _first_run(job.fail_first, key):
             raise RuntimeError("the first delivery fails")
         return {"key": key, "pid": os.getpid()}
