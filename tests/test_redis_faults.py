@@ -15,7 +15,7 @@ import kvcache
 from backends import fresh_namespace
 from kvcache import KVBackendError, KVConfigError
 from kvcache.kv._redis_client import split_url
-from redis_server import RedisServer, free_port, self_signed_cert
+from redis_server import RedisServer, find_binary, free_port, self_signed_cert
 
 
 async def test_open_with_no_server_names_the_url() -> None:
@@ -91,6 +91,41 @@ async def test_a_restarted_server_loses_nothing_acknowledged_and_the_store_recov
         assert len((await kv.list(prefix="one:")).keys) == 49
         await kv.put("after", "y")
         assert await kv.get("after") == "y"
+
+
+async def test_the_cache_fails_open_while_redis_is_down_and_uses_it_again_after(
+    durable_redis: RedisServer,
+) -> None:
+    async with kvcache.open_kv(durable_redis.url, namespace=fresh_namespace()) as kv:
+        cache = kvcache.Cache(kv, default_ttl=3600)
+        await cache.set("customer:1", {"id": 1})
+        fetched: list[int] = []
+
+        async def fetch() -> dict[str, int]:
+            fetched.append(2)
+            return {"id": 2}
+
+        durable_redis.kill()
+        assert await cache.get("customer:1", default="miss") == "miss"
+        assert await cache.get_or_set("customer:2", fetch) == {"id": 2}
+        assert cache.stats().errors >= 2
+        durable_redis.start()
+        assert await cache.get("customer:1") == {"id": 1}
+        assert await cache.get_or_set("customer:2", fetch) == {"id": 2}
+        assert await cache.get("customer:2") == {"id": 2}
+        assert fetched == [2, 2]  # fetched during the outage, then once more and stored
+
+
+async def test_without_redis_server_the_tests_skip_or_fail_in_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("KVCACHE_REQUIRE_REDIS", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install redis-server"):
+        find_binary()
+    monkeypatch.setenv("KVCACHE_REQUIRE_REDIS", "1")
+    with pytest.raises(pytest.fail.Exception, match="redis-server not found"):
+        find_binary()
 
 
 async def test_a_hung_server_times_out_then_recovers(tmp_path: Path) -> None:
