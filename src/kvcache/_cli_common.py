@@ -130,7 +130,7 @@ def run(target: Target, work: Callable[[KVStore], Awaitable[T]]) -> T:
 def read_bytes(path: str) -> bytes:
     """The file's bytes; "-" reads stdin."""
     if path == "-":
-        return click.get_binary_stream("stdin").read()
+        return sys.stdin.buffer.read()
     try:
         with open(path, "rb") as handle:
             return handle.read()
