@@ -45,6 +45,15 @@ class _Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
+_PUT = _Script(lua.PUT)
+_PUT_MANY = _Script(lua.PUT_MANY)
+_PUT_IF_ABSENT = _Script(lua.PUT_IF_ABSENT)
+_DELETE = _Script(lua.DELETE)
+_DELETE_MANY = _Script(lua.DELETE_MANY)
+_DELETE_IF_EQUALS = _Script(lua.DELETE_IF_EQUALS)
+_LIST = _Script(lua.LIST)
+
+
 class RedisStore(KVStore):
     """Workers KV semantics on Redis; atomic across every client of the server.
 
@@ -72,13 +81,6 @@ class RedisStore(KVStore):
         self._closed = False
         self._writes = 0
         self._keys = KeySpace(namespace)
-        self._put_script = _Script(lua.PUT)
-        self._put_many_script = _Script(lua.PUT_MANY)
-        self._put_if_absent_script = _Script(lua.PUT_IF_ABSENT)
-        self._delete_script = _Script(lua.DELETE)
-        self._delete_many_script = _Script(lua.DELETE_MANY)
-        self._delete_if_equals_script = _Script(lua.DELETE_IF_EQUALS)
-        self._list_script = _Script(lua.LIST)
 
     def __repr__(self) -> str:
         return f"<RedisStore {self.url} namespace={self.namespace!r}>"
@@ -174,7 +176,7 @@ class RedisStore(KVStore):
         while True:
             missing = want - len(keys)
             args = [self._keys.value_prefix, self.clock(), low, high, missing]
-            reply = await self._run(self._list_script, [*args, missing + LIST_SCAN_SLACK])
+            reply = await self._run(_LIST, [*args, missing + LIST_SCAN_SLACK])
             exhausted, last = reply[0], reply[1]
             for i in range(2, len(reply), 2):
                 name = reply[i].decode()
@@ -194,29 +196,29 @@ class RedisStore(KVStore):
     async def _put(self, record: Record) -> None:
         now = self.clock()
         args = [self._keys.value_prefix, now, self._purge(), *self._write_args(record, now)]
-        await self._run(self._put_script, args)
+        await self._run(_PUT, args)
 
     async def _put_many(self, records: list[Record]) -> None:
         now = self.clock()
         args: list[Any] = [self._keys.value_prefix, now, PURGE_BATCH]
         for record in records:
             args.extend(self._write_args(record, now))
-        await self._run(self._put_many_script, args)
+        await self._run(_PUT_MANY, args)
 
     async def _delete(self, key: str) -> None:
-        await self._run(self._delete_script, [self._keys.value_prefix, key])
+        await self._run(_DELETE, [self._keys.value_prefix, key])
 
     async def _delete_many(self, keys: list[str]) -> None:
-        await self._run(self._delete_many_script, [self._keys.value_prefix, *keys])
+        await self._run(_DELETE_MANY, [self._keys.value_prefix, *keys])
 
     async def _put_if_absent(self, record: Record) -> bool:
         now = self.clock()
         args = [self._keys.value_prefix, now, self._purge(), *self._write_args(record, now)]
-        return bool(await self._run(self._put_if_absent_script, args))
+        return bool(await self._run(_PUT_IF_ABSENT, args))
 
     async def _delete_if_equals(self, key: str, value: bytes) -> bool:
         args = [self._keys.value_prefix, self.clock(), key, value]
-        return bool(await self._run(self._delete_if_equals_script, args))
+        return bool(await self._run(_DELETE_IF_EQUALS, args))
 
     async def _close(self) -> None:
         if self._closed:
