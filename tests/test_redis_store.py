@@ -3,6 +3,7 @@ round trips per call, big values and bulk writes, against a real redis-server.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -229,6 +230,30 @@ async def test_get_many_is_one_round_trip(kv: RedisStore, raw: aioredis.Redis) -
     assert await round_trips(raw, kv.get_many_with_metadata(names)) == (1, {"mget": 1})
     assert await round_trips(raw, kv.get("k001")) == (1, {"get": 1})
     assert await round_trips(raw, kv.get_with_metadata("k001")) == (1, {"get": 1})
+
+
+async def test_cancelled_get_many_never_leaves_a_reply_for_the_next_call(
+    kv: RedisStore,
+) -> None:
+    """get_many packs its own MGET on a pooled connection; a caller cancelled between
+    send and reply must not leave that reply to be read by the next command."""
+    names = [f"c{i:03d}" for i in range(100)]
+    await kv.put_many([{"key": name, "value": name * 50} for name in names])
+    cancelled = 0
+    for round_ in range(200):
+        task = asyncio.ensure_future(kv.get_many(names[round_ % 50 : round_ % 50 + 50]))
+        for _ in range(round_ % 4):
+            await asyncio.sleep(0)
+        if task.cancel():
+            cancelled += 1
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        assert await kv.get("c007") == "c007" * 50
+        second = names[(round_ + 1) % 50 : (round_ + 1) % 50 + 50]
+        assert await kv.get_many(second) == {name: name * 50 for name in second}
+    assert cancelled > 0
 
 
 async def test_writes_are_one_script_call_each(kv: RedisStore, raw: aioredis.Redis) -> None:

@@ -6,19 +6,19 @@ Imported only when a redis URL is opened: `redis` is the optional extra
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from ..errors import KVBackendError, KVConfigError
 from .registry import redact_url
 
-__all__ = ["DRIVER_ERRORS", "Client", "backend_error", "connect", "split_url"]
+__all__ = ["DRIVER_ERRORS", "Client", "backend_error", "connect", "mget", "split_url"]
 
 Client: TypeAlias = "Redis | RedisCluster"
 
@@ -111,3 +111,36 @@ async def connect(
         await client.aclose()
         raise KVConfigError(f"cannot use {redacted!r}: {exc}") from exc
     return client
+
+
+def pack_mget(names: list[bytes]) -> bytes:
+    """MGET in RESP, built in one pass (redis-py's generic packer costs ~0.4 µs a key)."""
+    parts = [b"*%d\r\n$4\r\nMGET\r\n" % (len(names) + 1)]
+    parts += [b"$%d\r\n%s\r\n" % (len(name), name) for name in names]
+    return b"".join(parts)
+
+
+async def mget(client: Client, names: list[bytes]) -> list[bytes | None]:
+    """One MGET round trip.
+
+    On a pooled single-node client the command is packed here and sent on a
+    connection taken from the client's own pool, the way redis-py's pipelines
+    do; a failure or cancellation between send and reply drops that connection
+    so no half-read reply is ever reused. Cluster and single-connection clients
+    use the ordinary `mget`.
+    """
+    if isinstance(client, RedisCluster) or client.connection is not None:
+        return cast("list[bytes | None]", await client.mget(names))
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await conn.send_packed_command(pack_mget(names), check_health=False)
+        reply = await conn.read_response()
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
+    if isinstance(reply, list):
+        return cast("list[bytes | None]", reply)
+    raise ResponseError(f"MGET answered {reply!r}")

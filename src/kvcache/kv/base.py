@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
+from .._json import loads
 from ..errors import KVValidationError
 from . import validation as v
 from .limits import Limits
@@ -86,46 +87,41 @@ class KVStore(ABC):
     ) -> dict[str, Any]:
         """Up to 100 keys in one call; every requested key maps to its value or None."""
         unique = v.check_bulk_get(keys, type, self.limits)
-        v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
+        if cache_ttl is not None:
+            v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
         found = await self._get_entries(unique)
-        self._check_bulk_found(found, type)
-        return {key: self._bulk_value(found.get(key), type) for key in unique}
+        out: dict[str, Any] = dict.fromkeys(unique)
+        out.update(self._bulk_values(found, type))
+        return out
 
     async def get_many_with_metadata(
         self, keys: Sequence[str], type: str = "text", *, cache_ttl: int | None = None
     ) -> dict[str, KVEntry | None]:
         """Bulk get with metadata; a missing key maps to None, not to an empty entry."""
         unique = v.check_bulk_get(keys, type, self.limits)
-        v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
+        if cache_ttl is not None:
+            v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
         found = await self._get_entries(unique)
-        self._check_bulk_found(found, type)
-        out: dict[str, KVEntry | None] = {}
-        for key in unique:
-            item = found.get(key)
-            out[key] = (
-                None
-                if item is None
-                else KVEntry(self._bulk_value(item, type), v.decode_metadata(item[1]))
-            )
-        return out
+        values = self._bulk_values(found, type)
+        return {
+            key: KVEntry(values[key], v.decode_metadata(found[key][1])) if key in found else None
+            for key in unique
+        }
 
     @staticmethod
-    def _check_bulk_found(found: dict[str, tuple[bytes, str | None]], type: str) -> None:
-        v.check_bulk_size(sum(len(raw) for raw, _ in found.values()))
-        if type == "json":
-            for raw, _ in found.values():
-                try:
-                    v.decode_value(raw, "json")
-                except ValueError:
-                    raise KVValidationError(
-                        "At least one of the requested keys corresponds to a non-json value",
-                        status=400,
-                        op="GET_BULK",
-                    ) from None
-
-    @staticmethod
-    def _bulk_value(item: tuple[bytes, str | None] | None, type: str) -> Any:
-        return None if item is None else v.decode_value(item[0], type)
+    def _bulk_values(found: dict[str, tuple[bytes, str | None]], type: str) -> dict[str, Any]:
+        """Decode every found value once; a non-JSON value fails the whole json call."""
+        v.check_bulk_size(sum([len(raw) for raw, _ in found.values()]))
+        if type == "text":
+            return {key: raw.decode("utf-8", "replace") for key, (raw, _) in found.items()}
+        try:
+            return {key: loads(raw) for key, (raw, _) in found.items()}
+        except ValueError:
+            raise KVValidationError(
+                "At least one of the requested keys corresponds to a non-json value",
+                status=400,
+                op="GET_BULK",
+            ) from None
 
     async def list(
         self, prefix: str | None = None, limit: int | None = 1000, cursor: str | None = None

@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError
 
 from ..errors import KVBackendError
 from . import _redis_scripts as lua
-from ._redis_client import DRIVER_ERRORS, Client, backend_error, connect
+from ._redis_client import DRIVER_ERRORS, Client, backend_error, connect, mget
 from ._redis_format import KeySpace, lex_range, pack, unpack, unpack_header, unpack_many
 from .base import Clock, KVStore
 from .limits import Limits
@@ -156,10 +156,7 @@ class RedisStore(KVStore):
             raise self._closed_error()
         prefix = self._keys.value_prefix
         try:
-            raws = cast(
-                "list[bytes | None]",
-                await self._client.mget([prefix + key.encode() for key in keys]),
-            )
+            raws = await mget(self._client, [prefix + key.encode() for key in keys])
         except DRIVER_ERRORS as exc:
             raise self._fail(exc) from exc
         try:
