@@ -21,6 +21,7 @@ import pytest
 import kvcache
 from backends import BACKENDS, Backend, fresh_namespace
 from kvcache.cache import Cache
+from processes import start_and_join
 
 SHARED = [backend for backend in BACKENDS if backend.shared]
 DEADLINE = 30.0  # a hang guard for joins and the barrier, not a timing
@@ -79,17 +80,7 @@ def run_stampede(
     barrier = ctx.Barrier(processes)
     outs = [tmp_path / f"results-{index}.json" for index in range(processes)]
     procs = [ctx.Process(target=_worker, args=(job, barrier, str(out))) for out in outs]
-    try:
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join(DEADLINE + 30)
-            assert proc.exitcode == 0, f"worker {proc.pid} ended with {proc.exitcode}"
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
+    start_and_join(procs, DEADLINE + 30)
     results = [result for out in outs for result in json.loads(out.read_text())]
     assert len(results) == processes * callers
     if lock:

@@ -32,6 +32,7 @@ import kvcache
 from backends import BACKENDS, Backend, fresh_namespace
 from kvcache import AlreadyInProgress, ClaimLost, Limits
 from kvcache.idempotency import Idempotency, Outcome
+from processes import start_and_join
 
 SHARED = [backend for backend in BACKENDS if backend.shared]
 PROCESSES = 4
@@ -164,17 +165,7 @@ def run_workers(ctx: SpawnContext, jobs: list[Job], tmp_path: Path) -> list[list
         ctx.Process(target=_worker, args=(job, barrier, None, str(out)), daemon=True)
         for job, out in zip(jobs, outs, strict=True)
     ]
-    try:
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join(DEADLINE + 30)
-            assert proc.exitcode == 0, f"worker {proc.pid} ended with {proc.exitcode}"
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
+    start_and_join(procs, DEADLINE + 30)
     return [json.loads(out.read_text()) for out in outs]
 
 
