@@ -10,6 +10,7 @@ import pytest
 from backends import FakeClock, StoreFactory
 from kvcache import KVStore, Limits
 from kvcache.cache import Cache, CacheTTLWarning
+from kvcache.kv.memory import MemoryStore
 
 
 class Origin:
@@ -49,6 +50,36 @@ async def test_stampede_of_100_callers_fetches_once(kv: KVStore) -> None:
     assert origin.calls == 1
     stats = cache.stats()
     assert (stats.fetches, stats.sets, stats.hits + stats.misses) == (1, 1, 101)
+
+
+class LaggingReads(MemoryStore):
+    """A store whose first read answers what it found only once `gate` opens: a
+    caller whose miss was read before another caller's fetch stored the value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.reads = 0
+
+    async def _get_value(self, key: str) -> bytes | None:
+        self.reads += 1
+        found = await super()._get_value(key)
+        if self.reads == 1:
+            await self.gate.wait()
+        return found
+
+
+async def test_a_miss_read_before_the_fetch_ended_does_not_fetch_again() -> None:
+    kv = LaggingReads()
+    cache = Cache(kv)
+    origin = Origin({"n": 1})
+    slow = asyncio.ensure_future(cache.get_or_set("hot", origin))
+    await asyncio.sleep(0)  # the slow caller has read its (stale) miss and waits
+    assert await cache.get_or_set("hot", origin) == {"n": 1}  # fetched, stored, ended
+    kv.gate.set()
+    assert await slow == {"n": 1}
+    assert origin.calls == 1
+    await kv.close()
 
 
 async def test_failed_fetch_reaches_every_waiter_and_caches_nothing(kv: KVStore) -> None:

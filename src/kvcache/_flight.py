@@ -53,12 +53,30 @@ class Flights:
     def __init__(self, cache: Cache) -> None:
         self._cache = cache
         self._running: dict[str, asyncio.Task[Filled]] = {}
+        #: How many fetches have ended; a caller notes it before reading the store.
+        self.finished = 0
 
     async def fill(
-        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+        self,
+        full: str,
+        key: str,
+        fetch: Callable[[], Awaitable[Any]],
+        args: FillArgs,
+        seen: int | None = None,
     ) -> Filled:
-        """Join the running fetch of `full`, or start one; every joiner gets its outcome."""
+        """Join the running fetch of `full`, or start one; every joiner gets its outcome.
+
+        `seen` is `finished` as it was before the caller read its miss. If a fetch
+        ended since, it may have stored the value after that read: look again
+        before fetching, so a slow reader never starts a second fetch.
+        """
         task = self._running.get(full)
+        if task is None and seen is not None and seen != self.finished:
+            cache = self._cache
+            value, serialized, stale = await cache._read(full, cache._stats.family(key))
+            if value is not MISS and not stale:
+                return value, serialized
+            task = self._running.get(full)
         if task is None:
             task = self._start(full, key, fetch, args)
         return await asyncio.shield(task)
@@ -92,6 +110,7 @@ class Flights:
                 return await self._with_lease(full, key, fetch, args)
             return await self._fetch_and_store(full, key, fetch, args)
         finally:
+            self.finished += 1
             if self._running.get(full) is asyncio.current_task():
                 del self._running[full]
 

@@ -182,6 +182,7 @@ class Cache:
             if value is not MISS:
                 counters.hits += 1
                 return value  # type: ignore[no-any-return]
+        seen = self._flights.finished
         value, _, stale = await self._read(full, counters)
         if value is not MISS:
             if not stale:
@@ -197,7 +198,7 @@ class Cache:
         counters.misses += 1
         _check_fetch(fetch)
         args = self._fill_args(ttl, negative_ttl, stale_ttl, lock)
-        value, serialized = await self._flights.fill(full, key, fetch, args)
+        value, serialized = await self._flights.fill(full, key, fetch, args, seen)
         if serialized is None or value.__class__ in IMMUTABLE:
             return value  # type: ignore[no-any-return]
         return self._loads(serialized)  # type: ignore[no-any-return]
