@@ -261,7 +261,10 @@ class SQLiteStore(KVStore):
                     ).fetchall()
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
-        keys = [KeyInfo(name, expires, decode_metadata(meta)) for name, expires, meta in rows]
+        keys = [
+            KeyInfo(name, expires, None if meta is None else decode_metadata(meta))
+            for name, expires, meta in rows
+        ]
         if len(keys) > limit:
             return keys[:limit], True
         return keys, False

@@ -26,9 +26,13 @@ class KVEntry:
     cache_status: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class KeyInfo:
-    """One listed key; `expiration` (epoch s) and `metadata` are None when not set."""
+    """One listed key; `expiration` (epoch s) and `metadata` are None when not set.
+
+    Not frozen: a listing builds up to 1,000 of these, and a frozen dataclass
+    costs about three times as much to construct.
+    """
 
     name: str
     expiration: int | None = None
