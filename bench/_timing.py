@@ -12,7 +12,8 @@ import asyncio
 import gc
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 __all__ = ["Result", "measure", "measure_async", "render_table"]
@@ -48,25 +49,30 @@ def _summarise(name: str, samples: list[float]) -> Result:
     )
 
 
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Collect once, then keep the collector out of the timed loop."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def measure(
     name: str, op: Callable[[int], object], *, inner: int = 100, samples: int = 200
 ) -> Result:
     """Time a synchronous `op(i)`; returns µs per call."""
     for i in range(inner):
         op(i)
-    gc.collect()
-    gc.disable()
-    try:
-        out: list[float] = []
-        counter = 0
-        for _ in range(samples):
+    out: list[float] = []
+    with _no_gc():
+        for sample in range(samples):
             start = time.perf_counter()
-            for _ in range(inner):
-                op(counter)
-                counter += 1
+            for i in range(sample * inner, (sample + 1) * inner):
+                op(i)
             out.append((time.perf_counter() - start) / inner * 1e6)
-    finally:
-        gc.enable()
     return _summarise(name, out)
 
 
@@ -80,19 +86,13 @@ async def measure_async(
     """Time an awaited `op(i)` on the running loop; returns µs per call."""
     for i in range(inner):
         await op(i)
-    gc.collect()
-    gc.disable()
-    try:
-        out: list[float] = []
-        counter = 0
-        for _ in range(samples):
+    out: list[float] = []
+    with _no_gc():
+        for sample in range(samples):
             start = time.perf_counter()
-            for _ in range(inner):
-                await op(counter)
-                counter += 1
+            for i in range(sample * inner, (sample + 1) * inner):
+                await op(i)
             out.append((time.perf_counter() - start) / inner * 1e6)
-    finally:
-        gc.enable()
     return _summarise(name, out)
 
 
