@@ -52,7 +52,7 @@ class CircuitBreaker:
 
     @property
     def is_open(self) -> bool:
-        return self.open_until > 0.0 and self.clock() < self.open_until
+        return not self.allow()
 
     def allow(self) -> bool:
         """False while open; after the cool-down, True again (the next call probes)."""

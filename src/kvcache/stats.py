@@ -128,7 +128,7 @@ class StatsRecorder:
         """The counters a key (without the cache prefix) counts under."""
         counters = self.by_key.get(key)
         if counters is None:
-            name = key.rpartition(":")[0]
+            name = family_of(key)
             counters = self._families.get(name)
             if counters is None:
                 counters = self._new_family(name)
@@ -188,27 +188,24 @@ def prometheus_collector(caches: _HasStats | Mapping[str, _HasStats]) -> Collect
     from prometheus_client.core import CounterMetricFamily
     from prometheus_client.registry import Collector
 
+    def metric(counter: str) -> CounterMetricFamily:
+        return CounterMetricFamily(
+            f"kvcache_cache_{counter}", _PROMETHEUS_HELP[counter], labels=["cache", "family"]
+        )
+
     class CacheCollector(Collector):
         def describe(self) -> Iterator[CounterMetricFamily]:
             for counter in _FIELDS:
-                yield CounterMetricFamily(
-                    f"kvcache_cache_{counter}",
-                    _PROMETHEUS_HELP[counter],
-                    labels=["cache", "family"],
-                )
+                yield metric(counter)
 
         def collect(self) -> Iterator[CounterMetricFamily]:
             snapshots = {name: cache.stats().by_family for name, cache in named.items()}
             for counter in _FIELDS:
-                metric = CounterMetricFamily(
-                    f"kvcache_cache_{counter}",
-                    _PROMETHEUS_HELP[counter],
-                    labels=["cache", "family"],
-                )
+                family_metric = metric(counter)
                 for name, by_family in snapshots.items():
                     for family, stats in by_family.items():
-                        metric.add_metric([name, family], getattr(stats, counter))
-                yield metric
+                        family_metric.add_metric([name, family], getattr(stats, counter))
+                yield family_metric
 
     return CacheCollector()
 

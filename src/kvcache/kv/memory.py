@@ -90,23 +90,23 @@ class MemoryStore(KVStore):
         now = self.clock()
         keys: list[KeyInfo] = []
         expired: list[str] = []
+        more = False
         while index < len(names):
             name = names[index]
             index += 1
             if not name.startswith(prefix):
                 break
-            value, expires, meta = self._rows[name]
+            _, expires, meta = self._rows[name]
             if expires is not None and expires <= now:
                 expired.append(name)
-                continue
-            if len(keys) == limit:
-                for name in expired:
-                    self._remove(name)
-                return keys, True
-            keys.append(KeyInfo(name, expires, decode_metadata(meta)))
+            elif len(keys) == limit:
+                more = True
+                break
+            else:
+                keys.append(KeyInfo(name, expires, decode_metadata(meta)))
         for name in expired:
             self._remove(name)
-        return keys, False
+        return keys, more
 
     async def _put(self, record: Record) -> None:
         self._check_open()

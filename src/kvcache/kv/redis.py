@@ -190,10 +190,13 @@ class RedisStore(KVStore):
 
     # -- writes --------------------------------------------------------------
 
-    async def _put(self, record: Record) -> None:
+    def _single_write(self, record: Record) -> list[Any]:
+        """ARGV of the one-record scripts (PUT, PUT_IF_ABSENT)."""
         now = self.clock()
-        args = [self._keys.value_prefix, now, self._purge(), *self._write_args(record, now)]
-        await self._run(_PUT, args)
+        return [self._keys.value_prefix, now, self._purge(), *self._write_args(record, now)]
+
+    async def _put(self, record: Record) -> None:
+        await self._run(_PUT, self._single_write(record))
 
     async def _put_many(self, records: list[Record]) -> None:
         now = self.clock()
@@ -209,9 +212,7 @@ class RedisStore(KVStore):
         await self._run(_DELETE_MANY, [self._keys.value_prefix, *keys])
 
     async def _put_if_absent(self, record: Record) -> bool:
-        now = self.clock()
-        args = [self._keys.value_prefix, now, self._purge(), *self._write_args(record, now)]
-        return bool(await self._run(_PUT_IF_ABSENT, args))
+        return bool(await self._run(_PUT_IF_ABSENT, self._single_write(record)))
 
     async def _delete_if_equals(self, key: str, value: bytes) -> bool:
         args = [self._keys.value_prefix, self.clock(), key, value]
