@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from .errors import KVValidationError
 from .kv import Limits
-from .kv.validation import bulk_records, check_server_key
+from .kv.validation import check_server_key, entry_record
 
 __all__ = [
     "PUT_FIELDS",
@@ -61,10 +61,9 @@ def _entry_problem(entry: object, now: float, limits: Limits) -> str | None:
     if shape is not None:
         return shape
     try:
-        bulk_records([entry], now, limits)
+        entry_record(entry, now, limits)
     except (KVValidationError, TypeError) as exc:
-        # bulk_records wraps the single entry's own error; report that one.
-        return str(exc.__cause__ or exc)
+        return str(exc)
     return None
 
 

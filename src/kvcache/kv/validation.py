@@ -34,6 +34,7 @@ __all__ = [
     "decode_metadata",
     "decode_value",
     "encode_cursor",
+    "entry_record",
     "expiry",
     "list_limit",
     "metadata_json",
@@ -326,7 +327,8 @@ def check_bulk_size(total: int) -> None:
         )
 
 
-def _entry_record(entry: object, now: float, limits: Limits) -> Record:
+def entry_record(entry: object, now: float, limits: Limits) -> Record:
+    """One wrangler bulk entry, checked as `put` checks its arguments."""
     if not isinstance(entry, Mapping):
         raise TypeError(f"entry must be an object, not {type(entry).__name__}")
     key = entry.get("key")
@@ -364,7 +366,7 @@ def bulk_records(entries: Iterable[object], now: float, limits: Limits) -> list[
     problems: list[tuple[int, Exception]] = []
     for index, entry in enumerate(items):
         try:
-            records.append(_entry_record(entry, now, limits))
+            records.append(entry_record(entry, now, limits))
         except (KVValidationError, TypeError) as exc:
             problems.append((index, exc))
     if problems:
