@@ -43,9 +43,9 @@ RAW_KEYS = [f"raw:{key}".encode() for key in KEYS]
 #: (label, store operation, raw operation, limit on store / raw; None: context only)
 TARGETS: list[tuple[str, str, str, float | None]] = [
     ("store get / raw GET", "store: get", "raw: GET", 1.15),
-    ("store get_many 100 / raw GET", "store: get_many 100", "raw: GET", 3.0),
-    ("(floor) raw MGET 100 / raw GET", "raw: MGET 100", "raw: GET", None),
-    ("store put (ttl) / raw SET EX", "store: put (expiration_ttl)", "raw: SET EX", 1.5),
+    ("store get_many 100 / raw MGET 100", "store: get_many 100", "raw: MGET 100", 1.1),
+    ("store put (ttl) / raw SET EX", "store: put (expiration_ttl)", "raw: SET EX", 1.15),
+    ("(context) raw MGET 100 / raw GET", "raw: MGET 100", "raw: GET", None),
 ]
 
 

@@ -24,6 +24,7 @@ from kvcache import KVStore, KVValidationError, Limits
 
 __all__ = [
     "BACKENDS",
+    "GENEROUS_DEADLINES",
     "Backend",
     "FakeClock",
     "StoreFactory",
@@ -57,9 +58,15 @@ def _sqlite_url(request: pytest.FixtureRequest) -> str:
     return f"sqlite:///{tmp_path}/kv.sqlite3"
 
 
+#: The shared suites check semantics, not deadlines: on two cores shared with other
+#: test runs, a 25 MB read, a 10,000-entry write or a connection storm can miss the default
+#: deadlines (0.25 s / 0.4 s / 1 s). test_redis_faults.py and test_redis_breaker.py test those.
+GENEROUS_DEADLINES = "socket_timeout=10&write_timeout=10&socket_connect_timeout=10"
+
+
 def _redis_url(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue("redis_url")  # tests/redis_server.py
-    return url
+    return f"{url}?{GENEROUS_DEADLINES}"
 
 
 #: Every backend the shared suites run against; ids become the pytest ids.

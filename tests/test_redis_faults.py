@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.exceptions
@@ -174,15 +175,30 @@ async def test_unix_socket_url(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "cluster", "expected"),
     [
-        ("redis://h:1/0", None, ("redis://h:1/0", False)),
-        ("redis+cluster://h:1", None, ("redis://h:1", True)),
-        ("rediss+cluster://u:p@h:1", None, ("rediss://u:p@h:1", True)),
-        ("redis://h:1?cluster=true&socket_timeout=3", None, ("redis://h:1?socket_timeout=3", True)),
-        ("redis://h:1?cluster=no", None, ("redis://h:1", False)),
-        ("redis://h:1", True, ("redis://h:1", True)),
+        ("redis://h:1/0", None, ("redis://h:1/0", False, {})),
+        ("redis+cluster://h:1", None, ("redis://h:1", True, {})),
+        ("rediss+cluster://u:p@h:1", None, ("rediss://u:p@h:1", True, {})),
+        (
+            "redis://h:1?cluster=true&socket_timeout=3&client_name=x",
+            None,
+            ("redis://h:1?client_name=x", True, {"socket_timeout": "3"}),
+        ),
+        ("redis://h:1?cluster=no", None, ("redis://h:1", False, {})),
+        ("redis://h:1", True, ("redis://h:1", True, {})),
+        (
+            "redis://h:1/2?write_timeout=1&max_connections=8&socket_connect_timeout=none",
+            None,
+            (
+                "redis://h:1/2",
+                False,
+                {"write_timeout": "1", "max_connections": "8", "socket_connect_timeout": "none"},
+            ),
+        ),
     ],
 )
-def test_cluster_urls(url: str, cluster: bool | None, expected: tuple[str, bool]) -> None:
+def test_cluster_urls(
+    url: str, cluster: bool | None, expected: tuple[str, bool, dict[str, str]]
+) -> None:
     assert split_url(url, cluster) == expected
 
 
@@ -196,10 +212,18 @@ def test_cluster_urls(url: str, cluster: bool | None, expected: tuple[str, bool]
         ("redis://h:1", {"frobnicate": 1}, "frobnicate"),
         ("redis://h:1/notadb", {}, "database number"),
         ("redis+cluster://h:1/2", {}, "only database 0"),
+        ("redis://h:1?socket_timeout=soon", {}, "socket_timeout must be a number of seconds"),
+        ("redis://h:1?write_timeout=-1", {}, "write_timeout must be"),
+        ("redis://h:1?write_timeout=inf", {}, "write_timeout must be"),
+        ("redis://h:1", {"timeout": 0}, "timeout must be"),
+        ("redis://h:1", {"connect_timeout": True}, "connect_timeout must be"),
+        ("redis://h:1?max_connections=0", {}, "max_connections must be an int >= 1"),
+        ("redis://h:1", {"max_connections": 2.5}, "max_connections must be an int"),
+        ("redis://h:1?pool_timeout=nan", {}, "pool_timeout must be"),
     ],
 )
 async def test_bad_urls_and_options_are_config_errors(
-    url: str, options: dict[str, object], message: str
+    url: str, options: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(KVConfigError, match=message):
         await kvcache.open_kv(url, **options)

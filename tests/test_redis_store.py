@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 import kvcache
-from backends import FakeClock, fresh_namespace
+from backends import GENEROUS_DEADLINES, FakeClock, fresh_namespace
 from kvcache import KVBackendError, Limits
 from kvcache.kv._redis_format import KeySpace, lex_range
 from kvcache.kv.redis import LIST_SCAN_SLACK, PURGE_BATCH, PURGE_EVERY, RedisStore
@@ -31,7 +31,7 @@ async def raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def kv(redis_url: str, clock: FakeClock) -> AsyncIterator[RedisStore]:
     store = await kvcache.open_kv(
-        redis_url,
+        f"{redis_url}?{GENEROUS_DEADLINES}",
         namespace=fresh_namespace(),
         clock=clock,
         connection_class=CountingConnection,
@@ -297,7 +297,7 @@ async def test_put_many_of_ten_thousand_entries_in_one_call(
     assert listed == [entry["key"] for entry in entries]
     assert page.keys[-1].metadata == {"i": 9999}
     assert await kv.get("bulk:04321") == "v4321"
-    await kv.delete_many([entry["key"] for entry in entries])
+    await kv.delete_many([str(entry["key"]) for entry in entries])
     assert (await kv.list(prefix="bulk:")).keys == []
     assert await raw.zcard(KeySpace(kv.namespace).index) == 1
 

@@ -30,7 +30,7 @@ _unpack_from = HEADER.unpack_from
 class KeySpace:
     """The Redis key names of one namespace."""
 
-    __slots__ = ("expiry", "index", "value_prefix")
+    __slots__ = ("expiry", "index", "scripts", "value_prefix")
 
     def __init__(self, namespace: str) -> None:
         # Only "}" can end a hash tag early; "%" is escaped so the mapping stays one-to-one.
@@ -39,6 +39,8 @@ class KeySpace:
         self.value_prefix = prefix + b"v:"
         self.index = prefix + b"idx"
         self.expiry = prefix + b"exp"
+        #: The KEYS of every script: the index, then the expiry set.
+        self.scripts = (self.index, self.expiry)
 
     def value(self, key: str) -> bytes:
         return self.value_prefix + key.encode()
