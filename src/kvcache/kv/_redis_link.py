@@ -76,9 +76,18 @@ def pack(args: Sequence[Arg]) -> bytes | list[bytes]:
 
 
 def pack_mget(prefix: bytes, keys: Sequence[str]) -> bytes:
-    """MGET of `prefix + key` for each key, packed in one pass."""
+    """MGET of `prefix + key` for each key, packed in one pass.
+
+    Keys are nearly always ASCII: then the command is built as one str and encoded
+    once (a third faster than formatting 100 bytes objects); otherwise per key.
+    """
     size = len(prefix)
-    parts = [b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)]
+    head = b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)
+    text = prefix.decode("ascii", "replace")
+    body = "".join([f"${size + len(key)}\r\n{text}{key}\r\n" for key in keys])
+    if body.isascii() and text.isascii():
+        return head + body.encode()
+    parts = [head]
     for key in keys:
         data = key.encode()
         parts.append(b"$%d\r\n%s%s\r\n" % (size + len(data), prefix, data))
@@ -197,6 +206,8 @@ class NodeLink(Link):
     def __init__(self, pool: Pool, retries: int = 0) -> None:
         self.pool = pool
         self._retries = retries
+        #: Without retries a command is sent by `_once` itself: one coroutine less a call.
+        self._send = self._once if retries == 0 else self._retrying
 
     async def get(self, name: bytes, timeout: float | None) -> bytes | None:
         packed = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(name), name)
@@ -224,7 +235,7 @@ class NodeLink(Link):
     async def aclose(self) -> None:
         await self.pool.aclose()
 
-    async def _send(self, packed: bytes | list[bytes], timeout: float | None) -> Any:
+    async def _retrying(self, packed: bytes | list[bytes], timeout: float | None) -> Any:
         attempt = 0
         while True:
             try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -20,7 +21,15 @@ from redis.exceptions import NoScriptError
 
 from . import _redis_scripts as lua
 from ._redis_client import DRIVER_ERRORS, Settings, backend_error, connect
-from ._redis_format import KeySpace, lex_range, pack, unpack, unpack_header, unpack_many
+from ._redis_format import (
+    KeySpace,
+    lex_range,
+    pack,
+    unpack,
+    unpack_header,
+    unpack_many,
+    values_many,
+)
 from ._redis_link import Arg, ClientLink, Link
 from ._url import redact_url
 from .base import Clock, KVStore
@@ -30,6 +39,8 @@ from .types import KeyInfo, Record
 from .validation import decode_metadata
 
 __all__ = ["RedisStore", "from_url"]
+
+T = TypeVar("T")
 
 #: Index members a listing script may look at beyond the keys it returns.
 LIST_SCAN_SLACK = 256
@@ -164,6 +175,15 @@ class RedisStore(KVStore):
 
     async def _get_entries(self, keys: list[str]) -> dict[str, tuple[bytes, str | None]]:
         """Live values and metadata JSON; one MGET."""
+        return await self._mget(keys, unpack_many)
+
+    async def _get_values(self, keys: list[str]) -> dict[str, bytes]:
+        """Live values only (get_many); one MGET."""
+        return await self._mget(keys, values_many)
+
+    async def _mget(
+        self, keys: list[str], decode: Callable[[list[str], list[bytes | None], float], T]
+    ) -> T:
         if self._closed:
             raise self._closed_error()
         try:
@@ -171,7 +191,7 @@ class RedisStore(KVStore):
         except DRIVER_ERRORS as exc:
             raise self._fail(exc) from exc
         try:
-            return unpack_many(keys, raws, self.clock())
+            return decode(keys, raws, self.clock())
         except ValueError as exc:
             raise KVBackendError(
                 f"{exc}: kvcache did not write it ({self.url})", backend=self.backend, cause=exc
