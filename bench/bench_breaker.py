@@ -44,12 +44,12 @@ from kvcache.kv.redis import RedisStore
 CALLERS = 50
 KEYS = 200
 WARM, DOWN, FROZEN, AFTER = 3.0, 7.0, 5.0, 3.0
-#: (label, breaker options, URL query)
-CONFIGS: list[tuple[str, dict[str, float], str]] = [
-    ("defaults (0.25 s doubling to 1 s; reads 0.25 s, writes 0.4 s)", {}, ""),
+#: (label, first and longest cool-down (None: the defaults), URL query)
+CONFIGS: list[tuple[str, tuple[float, float] | None, str]] = [
+    ("defaults (0.25 s doubling to 1 s; reads 0.25 s, writes 0.4 s)", None, ""),
     (
         "issue's settings (fixed 30 s; 5 s timeouts)",
-        {"cooldown": 30.0, "max_cooldown": 30.0},
+        (30.0, 30.0),
         "?socket_timeout=5&write_timeout=5",
     ),
 ]
@@ -131,9 +131,13 @@ async def callers(cache: Cache, run: Run, stop: asyncio.Event) -> None:
 
 
 async def open_cache(
-    server: RedisProcess, options: dict[str, float], query: str
+    server: RedisProcess, options: tuple[float, float] | None, query: str
 ) -> tuple[Cache, Seen, RedisStore]:
-    breaker = CircuitBreaker(**options)
+    breaker = (
+        CircuitBreaker()
+        if options is None
+        else CircuitBreaker(cooldown=options[0], max_cooldown=options[1])
+    )
     seen = Seen(breaker)
     link, settings = await connect(server.url + query, cluster=None, options={})
     watched = SeenLink(link, seen)
@@ -153,7 +157,9 @@ def while_open(seen: Seen, since: float, until: float) -> tuple[int, int]:
     return sum(per_cooldown.values()), max(per_cooldown.values(), default=0)
 
 
-async def kill(server: RedisProcess, label: str, options: dict[str, float], query: str) -> str:
+async def kill(
+    server: RedisProcess, label: str, options: tuple[float, float] | None, query: str
+) -> str:
     cache, seen, store = await open_cache(server, options, query)
     run, stop = Run(), asyncio.Event()
     task = asyncio.ensure_future(callers(cache, run, stop))
@@ -179,7 +185,7 @@ async def kill(server: RedisProcess, label: str, options: dict[str, float], quer
 
 
 async def freeze(
-    server: RedisProcess, label: str, options: dict[str, float], query: str
+    server: RedisProcess, label: str, options: tuple[float, float] | None, query: str
 ) -> tuple[str, Stats]:
     cache, seen, store = await open_cache(server, options, query)
     run, stop = Run(), asyncio.Event()
