@@ -15,7 +15,8 @@ import redis.exceptions
 import kvcache
 from backends import fresh_namespace
 from kvcache import KVBackendError, KVConfigError
-from kvcache.kv._redis_client import split_url
+from kvcache.kv._redis_client import Settings, split_url
+from kvcache.kv.redis import RedisStore
 from redis_server import RedisServer, find_binary, free_port, self_signed_cert
 
 
@@ -220,6 +221,7 @@ def test_cluster_urls(
         ("redis://h:1?max_connections=0", {}, "max_connections must be an int >= 1"),
         ("redis://h:1", {"max_connections": 2.5}, "max_connections must be an int"),
         ("redis://h:1?pool_timeout=nan", {}, "pool_timeout must be"),
+        ("redis://h:1?socket_timeout=", {}, "socket_timeout must be"),
     ],
 )
 async def test_bad_urls_and_options_are_config_errors(
@@ -227,3 +229,40 @@ async def test_bad_urls_and_options_are_config_errors(
 ) -> None:
     with pytest.raises(KVConfigError, match=message):
         await kvcache.open_kv(url, **options)
+
+
+async def test_deadlines_and_pool_come_from_the_url_first_then_keywords(redis_url: str) -> None:
+    async with kvcache.open_kv(redis_url) as kv:
+        assert isinstance(kv, RedisStore)
+        assert kv.settings == Settings(
+            read_timeout=0.25,
+            write_timeout=0.4,
+            connect_timeout=1.0,
+            max_connections=50,
+            pool_timeout=5.0,
+            retries=0,
+        )
+    url = f"{redis_url}?socket_timeout=0.5&write_timeout=none&max_connections=7&retries=1"
+    async with kvcache.open_kv(
+        url, timeout=2, write_timeout=3, connect_timeout=4, pool_timeout=9
+    ) as kv:
+        assert isinstance(kv, RedisStore)
+        assert kv.settings == Settings(
+            read_timeout=0.5,
+            write_timeout=None,
+            connect_timeout=4,
+            max_connections=7,
+            pool_timeout=9,
+            retries=1,
+        )
+        await kv.put("k", "v")
+        assert await kv.get("k") == "v"
+        await kv.delete("k")
+
+
+def test_big_and_bulk_writes_get_longer_deadlines() -> None:
+    settings = Settings()
+    assert settings.write_deadline(0) == 0.4
+    assert settings.write_deadline(25 * 1024 * 1024) == pytest.approx(0.4 + 26.2144)
+    assert settings.write_deadline(0, records=10_001) == pytest.approx(1.4)
+    assert Settings(write_timeout=None).write_deadline(10**9, records=10**4) is None

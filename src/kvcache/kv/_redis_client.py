@@ -48,9 +48,9 @@ class Settings:
     """Deadlines in seconds (None: no limit) and the pool of one store.
 
     A read (`get`, `get_many`) slower than `read_timeout` is worth less to a cache
-    than a miss. `write_timeout` bounds every write and listing; a command that
-    carries N bytes gets N µs more (1 s per MB), so a 25 MiB value or a full
-    `put_many` is not cut short on a slow link. Both are kept under 0.5 s so that
+    than a miss. `write_timeout` bounds every write and listing; a command gets 1 s
+    more per MB it sends and 0.1 s more per 1,000 records it writes or deletes, so a
+    25 MiB value or a full bulk call is not cut short. Both are kept under 0.5 s so that
     no cache call waits longer than that on a frozen server. They start once the
     command has a connection: `max_connections` bounds the pool, and a caller
     finding every connection busy waits in line up to `pool_timeout`, so bursts
@@ -64,14 +64,14 @@ class Settings:
     pool_timeout: float | None = 5.0
     retries: int = 0
 
-    def write_deadline(self, size: int) -> float | None:
-        """The deadline of a write that sends `size` bytes."""
+    def write_deadline(self, size: int, records: int = 1) -> float | None:
+        """The deadline of a write that sends `size` bytes about `records` records."""
         base = self.write_timeout
-        return None if base is None else base + size * 1e-6
+        return None if base is None else base + size * 1e-6 + (records - 1) * 1e-4
 
 
 def _seconds(name: str, value: object) -> float | None:
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
+    if value is None or (isinstance(value, str) and value.lower() == "none"):
         return None
     try:
         seconds = float(value) if isinstance(value, str | int | float) else math.nan

@@ -112,15 +112,15 @@ class RedisStore(KVStore):
     def _closed_error(self) -> KVBackendError:
         return KVBackendError(f"store is closed ({self.url})", backend=self.backend)
 
-    async def _run(self, script: _Script, args: list[Arg], size: int = 0) -> Any:
+    async def _run(self, script: _Script, args: list[Arg], size: int = 0, records: int = 1) -> Any:
         """The script's reply; KEYS are the namespace's index and expiry sets.
 
-        `size` is how many bytes of values and names the call carries (its deadline
-        grows with it)."""
+        `size` (bytes of values and names) and `records` (how many it writes or
+        deletes) lengthen the call's deadline."""
         if self._closed:
             raise self._closed_error()
         link, keys = self._link, self._keys.scripts
-        timeout = self.settings.write_deadline(size)
+        timeout = self.settings.write_deadline(size, records)
         try:
             try:
                 return await link.evalsha(script.sha, keys, args, timeout)
@@ -236,13 +236,14 @@ class RedisStore(KVStore):
         for record in records:
             args.extend(self._write_args(record, now))
             size += len(record.key) + len(record.value)
-        await self._run(_PUT_MANY, args, size)
+        await self._run(_PUT_MANY, args, size, len(records))
 
     async def _delete(self, key: str) -> None:
         await self._run(_DELETE, [self._keys.value_prefix, key])
 
     async def _delete_many(self, keys: list[str]) -> None:
-        await self._run(_DELETE_MANY, [self._keys.value_prefix, *keys], sum(map(len, keys)))
+        args: list[Arg] = [self._keys.value_prefix, *keys]
+        await self._run(_DELETE_MANY, args, sum(map(len, keys)), len(keys))
 
     async def _put_if_absent(self, record: Record) -> bool:
         args = self._single_write(record)
@@ -277,13 +278,14 @@ async def from_url(
 
     kvcache's options, as keywords or in the URL query (the URL wins):
     `timeout` / `socket_timeout` bounds each read (0.25 s), `write_timeout` each
-    write and listing (0.25 s, plus 1 s per MB sent), `connect_timeout` /
+    write and listing (0.4 s, more for big or bulk writes), `connect_timeout` /
     `socket_connect_timeout` each connection attempt (1 s); seconds, or None /
-    `none` for no limit. `max_connections` (50) bounds the pool: more concurrent
-    callers wait in line within their deadline. `retries` (0) re-sends a command
-    after a connection error or timeout; it is 0 because a re-sent put_if_absent
-    or delete_if_equals whose first try did reach Redis would report False. Other
-    options go to redis-py (`ssl_ca_certs`, `client_name`, `protocol`, ...).
+    `none` for no limit. `max_connections` (50) bounds the pool; more concurrent
+    callers wait in line, up to `pool_timeout` (5 s). `retries` (0) re-sends a
+    command after a connection error or timeout; it is 0 because a re-sent
+    put_if_absent or delete_if_equals whose first try did reach Redis would report
+    False. Other options go to redis-py (`ssl_ca_certs`, `client_name`, ...).
+    See `_redis_client.Settings` and docs/redis.md.
     """
     link, config = await connect(url, cluster=cluster, options=options)
     try:
