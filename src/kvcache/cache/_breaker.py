@@ -119,7 +119,8 @@ class CircuitBreaker:
         """A store call failed: log the first of a burst; open from `threshold` in a row on.
 
         A failed probe reopens the breaker for a doubled cool-down. A call that was
-        already under way when the breaker opened changes nothing but the count.
+        already under way when the breaker opened changes nothing but the count (unless
+        a probe is out: calls carry no identity, so any failure then counts as its).
         """
         self.failures += 1
         if self.failures == 1:
