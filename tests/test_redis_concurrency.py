@@ -140,3 +140,22 @@ async def test_a_caller_that_gets_no_connection_in_time_is_told_so(tmp_path: Pat
             assert await kv.get("k") == "v"
     finally:
         server.stop()
+
+
+async def test_callers_cancelled_while_waiting_in_line_lose_no_connection(
+    redis_url: str, client_name: str
+) -> None:
+    url = f"{redis_url}?max_connections=2&pool_timeout=5&client_name={client_name}"
+    async with kvcache.open_kv(url, namespace=fresh_namespace()) as kv:
+        await kv.put("k", "v")
+        for round_ in range(20):
+            tasks = [asyncio.ensure_future(kv.get("k")) for _ in range(30)]
+            for _ in range(round_ % 5):
+                await asyncio.sleep(0)
+            for task in tasks[round_ % 3 :: 3]:
+                task.cancel()
+            done = await asyncio.gather(*tasks, return_exceptions=True)
+            assert all(d == "v" or isinstance(d, asyncio.CancelledError) for d in done)
+        # Every connection came back: a full burst is served again, on the same two.
+        assert await all_of([kv.get("k") for _ in range(200)]) == ["v"] * 200
+        assert await connections_named(redis_url, client_name) == 2

@@ -17,7 +17,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
-from ._redis_link import ClientLink, Link, NodeLink, Pool
+from ._redis_link import ClientLink, Link, NodeLink
+from ._redis_pool import Pool
 from ._url import redact_url
 from .errors import KVBackendError, KVConfigError
 

@@ -6,9 +6,9 @@ TLS and parses replies) and packs the store's few commands itself, because
 redis-py's generic path costs more than the store's whole budget on a fast
 server: on the 2-core development machine a checkout and return through
 `BlockingConnectionPool` took 23 µs and `execute_command` about as much again,
-against a loopback round trip of 60-70 µs. The pool holds at most `size`
-connections; a caller that finds all of them busy waits in line, within its own
-deadline, so any number of concurrent callers are served.
+against a loopback round trip of 60-70 µs. The pool (`_redis_pool`) holds at
+most `size` connections; a caller that finds all of them busy waits in line, so
+any number of concurrent callers are served.
 
 Two bounds apply to each command: waiting in line for a connection (the pool's
 `wait`, generous, so that a burst of callers larger than the pool is served) and
@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["Arg", "ClientLink", "Link", "NodeLink", "Pool", "pack"]
+from ._redis_pool import Pool, busy
+
+__all__ = ["Arg", "ClientLink", "Link", "NodeLink", "pack", "pack_mget"]
 
 Arg: TypeAlias = "bytes | str | int | float"
 
@@ -105,13 +105,6 @@ def _expire(deadline: asyncio.Timeout) -> None:
     deadline.reschedule(asyncio.get_running_loop().time())
 
 
-def _busy(wait: float | None, size: int) -> RedisConnectionError:
-    return RedisConnectionError(
-        f"no connection free within {wait:g} s: all {size} in use "
-        "(raise max_connections or pool_timeout)"
-    )
-
-
 class Link(ABC):
     """The commands the store sends; `timeout` is each call's deadline in seconds."""
 
@@ -136,68 +129,6 @@ class Link(ABC):
 
     @abstractmethod
     async def aclose(self) -> None: ...
-
-
-class Pool:
-    """At most `size` connections made by `make`; callers finding all busy wait in line,
-    `wait` seconds at most (None: no limit)."""
-
-    def __init__(
-        self, make: Callable[[], AbstractConnection], size: int, wait: float | None
-    ) -> None:
-        self._make = make
-        self.size = size
-        self.wait = wait
-        self._all: list[AbstractConnection] = []
-        self._idle: list[AbstractConnection] = []
-        self._waiters: deque[asyncio.Future[AbstractConnection]] = deque()
-
-    async def take(self) -> AbstractConnection:
-        if self._idle:
-            conn = self._idle.pop()
-            try:
-                # Unread bytes or EOF (the server restarted while it sat idle): start afresh.
-                if conn.is_connected and await conn.can_read():
-                    await conn.disconnect(nowait=True)
-            except RedisConnectionError:
-                pass  # can_read found it broken and closed it
-            except BaseException:
-                self.give(conn)
-                raise
-            return conn
-        if len(self._all) < self.size:
-            conn = self._make()
-            self._all.append(conn)
-            return conn
-        waiter: asyncio.Future[AbstractConnection] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        line = asyncio.timeout(self.wait)
-        try:
-            async with line:
-                return await waiter
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():
-                self.give(waiter.result())  # handed over just as this caller gave up
-            waiter.cancel()
-            if isinstance(exc, TimeoutError) and line.expired():
-                raise _busy(self.wait, self.size) from exc
-            raise
-
-    def give(self, conn: AbstractConnection) -> None:
-        """Return a connection: to the first caller still waiting, else to the idle list."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
-        self._idle.append(conn)
-
-    async def aclose(self) -> None:
-        while self._waiters:
-            self._waiters.popleft().cancel()
-        for conn in self._all:
-            await conn.disconnect(nowait=True)
-        self._idle.clear()
 
 
 class NodeLink(Link):
@@ -322,7 +253,7 @@ class ClientLink(Link):
                 await self._slots.acquire()
         except TimeoutError as exc:
             if line.expired():
-                raise _busy(self._wait, self._size) from exc
+                raise busy(self._wait, self._size) from exc
             raise
         try:
             return await self._within(timeout, method, args)
