@@ -159,3 +159,15 @@ async def test_callers_cancelled_while_waiting_in_line_lose_no_connection(
         # Every connection came back: a full burst is served again, on the same two.
         assert await all_of([kv.get("k") for _ in range(200)]) == ["v"] * 200
         assert await connections_named(redis_url, client_name) == 2
+
+
+async def test_callers_in_line_when_the_store_closes_get_a_backend_error(
+    redis_url: str,
+) -> None:
+    kv = await kvcache.open_kv(f"{redis_url}?max_connections=1", namespace=fresh_namespace())
+    calls = [asyncio.ensure_future(kv.put(f"k{i}", "v")) for i in range(20)]
+    await asyncio.sleep(0)  # every call has started: one sends, the others wait in line
+    await kv.close()
+    done = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(d is None or isinstance(d, KVBackendError) for d in done), done
+    assert sum(isinstance(d, KVBackendError) for d in done) >= 10

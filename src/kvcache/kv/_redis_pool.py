@@ -64,7 +64,7 @@ class Pool:
             async with line:
                 return await waiter
         except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.give(waiter.result())  # handed over just as this caller gave up
             waiter.cancel()
             if isinstance(exc, TimeoutError) and line.expired():
@@ -81,8 +81,11 @@ class Pool:
         self._idle.append(conn)
 
     async def aclose(self) -> None:
+        """Close every connection; callers still in line get a ConnectionError."""
         while self._waiters:
-            self._waiters.popleft().cancel()
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(RedisConnectionError("the store was closed"))
         for conn in self._all:
             await conn.disconnect(nowait=True)
         self._idle.clear()
