@@ -138,26 +138,32 @@ class Portal:
             result: T = self._run_here(call, aw)
             return result
         mailbox = call.mailbox
+        failed: Exception | None = None  # the last handed-back work's own error
         try:
             kind, payload = mailbox.get()
             while kind == _REQUEST:
-                self._do(*payload)
+                failed = self._do(*payload)
                 kind, payload = mailbox.get()
         except BaseException:
             self._post(self._abandon, call)
             raise
-        outcome: T = self._unwrap(kind, payload)
+        outcome: T = self._unwrap(kind, payload, failed)
         return outcome
 
-    def _unwrap(self, kind: int, payload: Any) -> Any:
+    def _unwrap(self, kind: int, payload: Any, failed: Exception | None = None) -> Any:
+        """The call's result, or its error; a call cut short by `close` gets the closed error,
+        unless work it handed back to this thread failed first: that error is the one to see."""
         if kind == _RESULT:
             return payload
         try:
             if isinstance(payload, asyncio.CancelledError) and self._closing:
+                if failed is not None:
+                    failed.add_note("kvcache.sync: the store was closed while this call ran")
+                    raise failed
                 raise self._in_flight_error() from payload
             raise payload
         finally:
-            del payload  # no cycle through the traceback
+            del payload, failed  # no cycle through the traceback
 
     async def _serve(self, call: _Call, aw: Awaitable[Any]) -> None:
         """The task of one call: every outcome, even a cancellation, goes to the mailbox.
@@ -181,19 +187,20 @@ class Portal:
         call.finished = True
         call.mailbox.put(outcome)
 
-    def _do(self, work: Callable[[], Any], future: asyncio.Future[Any]) -> None:
+    def _do(self, work: Callable[[], Any], future: asyncio.Future[Any]) -> Exception | None:
         """Run handed-back work on this (the calling) thread; report its outcome to the loop."""
         try:
             value = work()
         except Exception as exc:
             self._post(_fail, future, exc)
+            return exc
         except BaseException:
             # Never hand KeyboardInterrupt or SystemExit to the loop: it would stop it.
             # The core sees a cancellation (claims are released, fills end).
             self._post(future.cancel)
             raise
-        else:
-            self._post(_settle, future, value)
+        self._post(_settle, future, value)
+        return None
 
     def _post(self, callback: Callable[..., object], *args: Any) -> None:
         try:
@@ -247,10 +254,27 @@ class Portal:
                 self._post(self._loop.stop)
 
     def _serve_forever(self) -> None:
+        """Run the loop until `close`, then wind down.
+
+        asyncio re-raises SystemExit and KeyboardInterrupt out of the loop when a
+        task (a user's async fetch) raises one; the task has recorded it for its
+        awaiters, so the loop is simply run again for everyone else.
+        """
         loop = self._loop
         try:
-            loop.run_forever()
-            loop.run_until_complete(self._wind_down())
+            while True:
+                try:
+                    loop.run_forever()
+                    break
+                except (KeyboardInterrupt, SystemExit):
+                    if self._closing:  # the stop may have been lost with the exception
+                        break
+            wind_down = loop.create_task(self._wind_down())
+            while not wind_down.done():
+                try:
+                    loop.run_until_complete(wind_down)
+                except (KeyboardInterrupt, SystemExit):
+                    pass
         finally:
             loop.close()
 
