@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ import kvcache
 import kvcache.sync
 from backends import FakeClock, fresh_key, fresh_namespace
 from kvcache import KVBackendError, KVConfigError, KVValidationError, Limits
-from kvcache.sync import RunningLoopError
+from kvcache.sync import ForkedStoreError, RunningLoopError
 
 
 def loop_threads() -> list[threading.Thread]:
@@ -239,3 +240,35 @@ def test_two_stores_have_two_loops(store_url: str) -> None:
         second.put("k", "2")
         assert (first.get("k"), second.get("k")) == ("1", "2")
         assert first._portal is not second._portal
+
+
+def test_a_forked_child_is_told_to_open_its_own_store(store_url: str) -> None:
+    """fork copies only the calling thread: the child must not wait for a loop that is gone."""
+    kv = kvcache.sync.open_kv(store_url, namespace=fresh_namespace())
+    try:
+        kv.put("k", "parent")
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what happened, then leave without cleanup
+            try:
+                try:
+                    kv.get("k")
+                    report = "no error"
+                except ForkedStoreError as exc:
+                    kv.close()  # a no-op here: the parent owns the store
+                    report = f"ForkedStoreError {exc}"
+                with kvcache.sync.open_kv(store_url, namespace=kv.namespace) as own:
+                    report += f"|{own.get('k')}"
+                os.write(write, report.encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            report = pipe.read()
+        os.waitpid(pid, 0)
+        shared = not store_url.startswith("memory")
+        assert report.startswith("ForkedStoreError") and "worker process" in report
+        assert report.endswith("|parent" if shared else "|None")
+        assert kv.get("k") == "parent"  # the parent's store is untouched
+    finally:
+        kv.close()

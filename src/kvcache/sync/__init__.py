@@ -10,7 +10,8 @@ Not a second implementation: each sync store runs the async core on one private
 event-loop thread that it owns and closes, and every call (from any number of
 threads) runs the core's own coroutine there. Plain callables (fetches, decorated
 functions, handlers) run on the calling thread, so they never block the loop.
-Calling from a thread that runs an event loop raises `RunningLoopError`. See
+Calling from a thread that runs an event loop raises `RunningLoopError`; using a
+store in a process forked after it was opened raises `ForkedStoreError`. See
 docs/sync.md.
 """
 
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 from ._cache import Cache, CachedFunction
 from ._idempotency import Claim, Idempotency
-from ._portal import RunningLoopError
+from ._portal import ForkedStoreError, RunningLoopError
 from ._store import KVStore, open_kv
 
 __all__ = [
     "Cache",
     "CachedFunction",
     "Claim",
+    "ForkedStoreError",
     "Idempotency",
     "KVStore",
     "RunningLoopError",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable
@@ -32,7 +33,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 from .. import KVError
 
-__all__ = ["Portal", "RunningLoopError", "on_caller", "refuse_running_loop"]
+__all__ = ["ForkedStoreError", "Portal", "RunningLoopError", "on_caller", "refuse_running_loop"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -51,6 +52,15 @@ class RunningLoopError(KVError, RuntimeError):
     Waiting there would stall that loop (and, on the store's own loop thread,
     wait for itself forever). Use the async API on such threads, or hand the
     sync call to a worker thread: `await asyncio.to_thread(cache.get, key)`.
+    """
+
+
+class ForkedStoreError(KVError, RuntimeError):
+    """A `kvcache.sync` store opened in another process was used after a `fork`.
+
+    Its loop thread did not come along (fork copies only the calling thread), and
+    its connections are the parent's. Open the store in each worker process: in
+    Celery's `worker_process_init`, gunicorn's `post_fork`, or on first use.
     """
 
 
@@ -113,6 +123,7 @@ class Portal:
         self._closing = False
         self._here_lock = threading.Lock()  # one call at a time once closed
         self._in_flight_error: Callable[[], BaseException] = _closed_while_running
+        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._serve_forever, name=name, daemon=True)
         self._thread.start()
 
@@ -120,15 +131,20 @@ class Portal:
     def closed(self) -> bool:
         return self._closing
 
+    @property
+    def forked(self) -> bool:
+        """True in a child process forked after this portal started: its thread is not here."""
+        return self._pid != os.getpid()
+
     def run(self, aw: Awaitable[T]) -> T:
         """Run `aw` on the loop and return its result, or raise what it raised.
 
         Meanwhile this thread runs whatever `on_caller` work the call hands back.
         Interrupted (KeyboardInterrupt), it cancels the call before re-raising.
         """
-        if asyncio._get_running_loop() is not None:
+        if asyncio._get_running_loop() is not None or self._pid != os.getpid():
             _discard(aw)
-            refuse_running_loop()
+            self._refuse()
         call = _Call()
         with self._lock:
             submitted = not self._closing
@@ -149,6 +165,15 @@ class Portal:
             raise
         outcome: T = self._unwrap(kind, payload, failed)
         return outcome
+
+    def _refuse(self) -> None:
+        refuse_running_loop()
+        raise ForkedStoreError(
+            f"this kvcache.sync store was opened in process {self._pid}, not in this one "
+            f"({os.getpid()}): a forked child has neither its loop thread nor its own "
+            "connections; open the store in each worker process (Celery worker_process_init, "
+            "gunicorn post_fork, or on first use)"
+        )
 
     def _unwrap(self, kind: int, payload: Any, failed: Exception | None = None) -> Any:
         """The call's result, or its error; a call cut short by `close` gets the closed error,
@@ -237,7 +262,8 @@ class Portal:
         (the store passes its closed-store `KVBackendError`). Worker threads running
         background refreshes are waited for.
         """
-        refuse_running_loop()
+        if asyncio._get_running_loop() is not None or self._pid != os.getpid():
+            self._refuse()
         with self._lock:
             if not self._closing:
                 self._closing = True
@@ -248,6 +274,8 @@ class Portal:
 
     def stop_soon(self) -> None:
         """Stop the loop without waiting (for finalizers, which may run on any thread)."""
+        if self.forked:
+            return  # the loop and its thread are the parent's
         with self._lock:
             if not self._closing:
                 self._closing = True

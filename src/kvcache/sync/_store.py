@@ -26,6 +26,8 @@ __all__ = ["KVStore", "core_of", "open_kv"]
 
 def _unclosed(portal: Portal, store: AsyncKVStore, name: str) -> None:
     """A store dropped without `close()`: warn as open files do, and free the loop thread."""
+    if portal.forked:
+        return  # the parent's to close
     try:
         portal.run(store.close())
         portal.close()
@@ -166,6 +168,8 @@ class KVStore:
         """
         self._finalizer.detach()
         portal = self._portal
+        if portal.forked:
+            return  # a forked child owns nothing here: the parent closes it
         if portal.closed:
             portal.run(self._store.close())  # only to refuse a running loop, as ever
             return
