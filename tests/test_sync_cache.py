@@ -441,3 +441,17 @@ def test_a_dead_redis_is_a_miss_never_an_error_and_the_cache_recovers(tmp_path: 
             assert cache.get("k") == "before"
     finally:
         server.stop()
+
+
+def test_a_fetch_raising_stop_iteration_is_a_runtime_error_as_in_a_coroutine(
+    skv: kvcache.sync.KVStore,
+) -> None:
+    cache = Cache(skv)
+
+    def fetch() -> Any:
+        raise StopIteration
+
+    with pytest.raises(RuntimeError, match="StopIteration") as info:
+        cache.get_or_set("k", fetch)
+    assert isinstance(info.value.__cause__, StopIteration)
+    assert cache.get_or_set("k", lambda: "after") == "after"

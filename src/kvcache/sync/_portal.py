@@ -105,8 +105,13 @@ def _settle(future: asyncio.Future[Any], value: Any) -> None:
 
 
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+    if future.done():
+        return
+    if isinstance(exc, StopIteration):  # a future refuses it; a coroutine turns it into this
+        error = RuntimeError(f"{type(exc).__name__} raised by a kvcache.sync callable")
+        error.__cause__ = exc
+        exc = error
+    future.set_exception(exc)
 
 
 def _closed_while_running() -> BaseException:
