@@ -30,6 +30,7 @@ from sync_adapter import AwaitableSyncStore
 
 __all__ = [
     "BACKENDS",
+    "SHARED_BACKENDS",
     "SYNC_BACKENDS",
     "Backend",
     "FakeClock",
@@ -78,6 +79,9 @@ BACKENDS: list[Backend] = [
     Backend("sqlite", _sqlite_url),
     Backend("redis", _redis_url),
 ]
+
+#: The backends whose stores on one URL share data across processes (multi-process tests).
+SHARED_BACKENDS: list[Backend] = [backend for backend in BACKENDS if backend.shared]
 
 #: The same backends through the sync facade.
 SYNC_BACKENDS: list[Backend] = [

@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 import kvcache.sync
-from backends import BACKENDS, Backend, FakeClock, StoreFactory, SyncStoreFactory
+from backends import (
+    BACKENDS,
+    SHARED_BACKENDS,
+    Backend,
+    FakeClock,
+    StoreFactory,
+    SyncStoreFactory,
+)
 from kvcache import KVStore
 from redis_server import durable_redis, redis_cluster_url, redis_server, redis_url  # noqa: F401
 
@@ -26,6 +33,13 @@ def clock() -> FakeClock:
 def backend(request: pytest.FixtureRequest) -> Backend:
     param: Backend = request.param
     return param
+
+
+@pytest.fixture(params=SHARED_BACKENDS, ids=[backend.id for backend in SHARED_BACKENDS])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """A store URL whose stores share data across processes, fresh for this test."""
+    param: Backend = request.param
+    return param.url(request)
 
 
 @pytest.fixture

@@ -22,10 +22,9 @@ import pytest
 
 import kvcache
 import kvcache.sync
-from backends import BACKENDS, Backend, fresh_namespace
+from backends import fresh_namespace
 from processes import start_and_join
 
-SHARED = [backend for backend in BACKENDS if backend.shared]
 PROCESSES, THREADS = 3, 10
 DEADLINE = 30.0  # a hang guard for joins and barriers, not a timing
 
@@ -94,12 +93,6 @@ def run(url: str, tmp_path: Path, kind: str) -> tuple[int, list[Any]]:
     assert len(results) == PROCESSES * THREADS
     log = Path(job.log)
     return (len(log.read_text().splitlines()) if log.exists() else 0), results
-
-
-@pytest.fixture(params=SHARED, ids=[backend.id for backend in SHARED])
-def shared_url(request: pytest.FixtureRequest) -> str:
-    backend: Backend = request.param
-    return backend.url(request)
 
 
 @pytest.mark.slow
