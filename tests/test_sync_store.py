@@ -272,3 +272,11 @@ def test_a_forked_child_is_told_to_open_its_own_store(store_url: str) -> None:
         assert kv.get("k") == "parent"  # the parent's store is untouched
     finally:
         kv.close()
+
+
+def test_the_sync_module_surface() -> None:
+    assert kvcache.sync.__all__ == sorted(kvcache.sync.__all__)
+    for name in kvcache.sync.__all__:
+        assert getattr(kvcache.sync, name).__module__ == "kvcache.sync", name
+    assert not hasattr(kvcache, "sync") or "sync" not in kvcache.__all__
+    assert issubclass(ForkedStoreError, kvcache.KVError)
