@@ -11,6 +11,9 @@ What runs, on one SQLite file (~205-byte JSON value, as bench_store.py):
   running asyncio loop (the async API), and called from the main thread through
   `kvcache.sync` (which hands the same coroutine to the store's private loop
   thread and waits for it);
+- the peer for the hop itself: `asyncio.run_coroutine_threadsafe(...).result()` of
+  a coroutine that returns at once, on a loop running in its own thread (the
+  standard library's way to do what the facade does);
 - the sync `get` hit from 4 threads at once (µs of wall time per call over all
   threads), and from a worker thread of a running loop (`asyncio.to_thread`, the
   way an async app would call sync code).
@@ -113,6 +116,27 @@ def threaded_get(kv: kvcache.sync.KVStore, calls: int) -> list[float]:
     return out
 
 
+async def _nothing() -> None:
+    return None
+
+
+class StdlibHop:
+    """The peer: `run_coroutine_threadsafe(...).result()` into a loop on its own thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever)
+        self.thread.start()
+
+    def __call__(self, i: int) -> None:
+        asyncio.run_coroutine_threadsafe(_nothing(), self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
 async def from_a_worker_thread(kv: kvcache.sync.KVStore) -> list[float]:
     """µs per sync get made on a worker thread of this running loop, batch by batch."""
 
@@ -143,10 +167,15 @@ def main() -> None:
         kv.put("hit", VALUE)
         kvcache.sync.Cache(kv).set("cached", json.loads(VALUE))
         ops = sync_ops(kv)
-        for _ in range(ROUNDS):
-            asyncio.run(async_round(url, async_samples))
-            for name, op in ops.items():
-                sync_samples[name] += sample(op, inner=INNER, samples=SAMPLES)
+        hop, peer = StdlibHop(), []
+        try:
+            for _ in range(ROUNDS):
+                asyncio.run(async_round(url, async_samples))
+                for name, op in ops.items():
+                    sync_samples[name] += sample(op, inner=INNER, samples=SAMPLES)
+                peer += sample(hop, inner=INNER, samples=SAMPLES)
+        finally:
+            hop.close()
         threaded = threaded_get(kv, INNER * 10)
         worker = asyncio.run(from_a_worker_thread(kv))
 
@@ -162,6 +191,7 @@ def main() -> None:
             f"| {name} | {mine.mean - base.mean:.2f} | {mine.median - base.median:.2f} | "
             f"{mine.median / base.median:.1f}x |"
         )
+    rows.append(summarise("peer hop: run_coroutine_threadsafe(nothing).result()", peer))
     rows.append(summarise(f"sync store get (hit), {THREADS} threads at once (wall/call)", threaded))
     rows.append(summarise("sync store get (hit), from asyncio.to_thread", worker))
 
