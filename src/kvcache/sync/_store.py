@@ -166,17 +166,18 @@ class KVStore:
         Calls still running on other threads end with the closed store's
         `KVBackendError`; later calls behave as on a closed async store.
         """
-        self._finalizer.detach()
         portal = self._portal
         if portal.forked:
+            self._finalizer.detach()
             return  # a forked child owns nothing here: the parent closes it
         if portal.closed:
-            portal.run(self._store.close())  # only to refuse a running loop, as ever
+            portal.run(self._store.close())  # closing again, as the async store allows
             return
         try:
             portal.run(self._store.close())
         finally:
             portal.close(in_flight_error=self._closed_error)
+        self._finalizer.detach()  # only now: a refused close (RunningLoopError) still warns
 
     def _closed_error(self) -> KVBackendError:
         return KVBackendError("store is closed", backend=self._store.backend)
