@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import os
 import threading
 import time
@@ -280,3 +281,38 @@ def test_the_sync_module_surface() -> None:
         assert getattr(kvcache.sync, name).__module__ == "kvcache.sync", name
     assert not hasattr(kvcache, "sync") or "sync" not in kvcache.__all__
     assert issubclass(ForkedStoreError, kvcache.KVError)
+
+
+@pytest.mark.parametrize(
+    ("async_api", "sync_api", "names"),
+    [
+        (
+            kvcache.KVStore,
+            kvcache.sync.KVStore,
+            "get get_with_metadata get_many get_many_with_metadata list put delete put_many "
+            "delete_many put_if_absent delete_if_equals close",
+        ),
+        (
+            kvcache.Cache,
+            kvcache.sync.Cache,
+            "__init__ get set delete delete_prefix get_or_set cached stats close",
+        ),
+        (kvcache.Idempotency, kvcache.sync.Idempotency, "__init__ run claim"),
+    ],
+    ids=["KVStore", "Cache", "Idempotency"],
+)
+def test_the_sync_api_has_the_async_signatures(async_api: type, sync_api: type, names: str) -> None:
+    """Same names, kinds and defaults: an option added to the core must reach the facade."""
+    for name in names.split():
+        theirs = inspect.signature(getattr(async_api, name)).parameters
+        ours = inspect.signature(getattr(sync_api, name)).parameters
+        shape = [(p.name, p.kind, p.default) for p in theirs.values()]
+        assert [(p.name, p.kind, p.default) for p in ours.values()] == shape, name
+
+
+def test_open_kv_has_the_async_signature() -> None:
+    theirs = inspect.signature(kvcache.open_kv).parameters
+    ours = inspect.signature(kvcache.sync.open_kv).parameters
+    assert [(p.name, p.kind, p.default) for p in ours.values()] == [
+        (p.name, p.kind, p.default) for p in theirs.values()
+    ]
