@@ -147,8 +147,19 @@ def test_50_threads_missing_one_key_fetch_once_on_a_callers_thread(
 def test_a_failed_fetch_reaches_every_waiter_with_its_type(skv: kvcache.sync.KVStore) -> None:
     cache = Cache(skv)
     error = LookupError("origin down")
-    origin = Origin(error, "recovered", delay=0.05)
-    results = in_threads(20, lambda: cache.get_or_set("k", origin))
+    origin = Origin(error, "recovered")
+    first = origin.__call__
+
+    def failing_once_all_have_joined() -> Any:
+        # Fail only once all 20 misses are counted: each caller joins the fill in the
+        # same loop step as its miss, so none of them can arrive after the failure
+        # (a caller that did would rightly fetch again: a failure caches nothing).
+        deadline = time.monotonic() + 10
+        while cache.stats().misses < 20 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return first()
+
+    results = in_threads(20, lambda: cache.get_or_set("k", failing_once_all_have_joined))
     assert origin.calls == 1
     assert all(result is error for result in results)
     assert cache.get("k", "nothing") == "nothing"
