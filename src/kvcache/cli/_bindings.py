@@ -60,6 +60,28 @@ def _string_end(text: str, start: int) -> int:
     return index + 1
 
 
+def _comment_end(text: str, start: int) -> int:
+    """The index just past the // or /* comment at `start` (a // comment keeps its newline)."""
+    if text.startswith("//", start):
+        end = text.find("\n", start)
+        return len(text) if end < 0 else end
+    end = text.find("*/", start + 2)
+    return len(text) if end < 0 else end + 2
+
+
+def _next_token(text: str, start: int) -> int:
+    """The index of the next character that is neither blank nor inside a comment."""
+    index = start
+    while index < len(text):
+        if text[index].isspace():
+            index += 1
+        elif text.startswith(("//", "/*"), index):
+            index = _comment_end(text, index)
+        else:
+            break
+    return index
+
+
 def strip_jsonc(text: str) -> str:
     """JSON with comments and trailing commas (as wrangler reads it) -> plain JSON.
 
@@ -73,37 +95,16 @@ def strip_jsonc(text: str) -> str:
         if char == '"':
             end = _string_end(text, index)
             plain.append(text[index:end])
-            index = end
-        elif text.startswith("//", index):
-            end = text.find("\n", index)
-            index = len(text) if end < 0 else end
-        elif text.startswith("/*", index):
-            end = text.find("*/", index + 2)
-            end = len(text) if end < 0 else end + 2
+        elif text.startswith(("//", "/*"), index):
+            end = _comment_end(text, index)
             plain.append("".join("\n" if c == "\n" else " " for c in text[index:end]))
-            index = end
         else:
-            plain.append(char)
-            index += 1
-    return _drop_trailing_commas("".join(plain))
-
-
-def _drop_trailing_commas(text: str) -> str:
-    kept: list[str] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == '"':
-            end = _string_end(text, index)
-            kept.append(text[index:end])
-            index = end
-            continue
-        if char == "," and text[index + 1 :].lstrip()[:1] in ("}", "]"):
-            index += 1
-            continue
-        kept.append(char)
-        index += 1
-    return "".join(kept)
+            end = index + 1
+            after = _next_token(text, end) if char == "," else end
+            if char != "," or text[after : after + 1] not in ("}", "]"):
+                plain.append(char)  # a trailing comma, before } or ], is dropped
+        index = end
+    return "".join(plain)
 
 
 def _read_text(path: str) -> str:
