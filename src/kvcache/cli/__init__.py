@@ -13,8 +13,6 @@ command group: key.py, bulk.py, namespace.py.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,13 +55,8 @@ kv.add_command(namespace)
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point; exits with the command's status."""
-    try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="kvcache")
-    except BrokenPipeError:
-        # The reader went away (`kvcache kv key list | head`): leave quietly, as cat does.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(1)
+    # click itself ends quietly when the reader of stdout goes away (`... | head`).
+    cli.main(args=list(argv) if argv is not None else None, prog_name="kvcache")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def one_line_errors(ctx: click.Context) -> Iterator[None]:
     try:
         yield
     except (click.exceptions.Exit, click.Abort, click.UsageError, BrokenPipeError):
-        raise
+        raise  # click reports these itself (a closed stdout: quietly, status 0)
     except click.ClickException as exc:
         if debug_requested(ctx):
             _show_traceback(exc)
