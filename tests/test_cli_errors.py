@@ -57,6 +57,16 @@ def seeded(sandbox: Path) -> Path:
     return path
 
 
+def assert_refused(store: Path, args: list[str], message: str) -> None:
+    """`kvcache kv ARGS` on the store exits 1 with one line holding `message`, changing nothing."""
+    before = snapshot(store)
+    result = kv(sqlite_url(store), *args)
+    assert result.exit_code == 1
+    assert_one_error_line(result, message)
+    assert result.stdout == ""
+    assert snapshot(store) == before
+
+
 # -- a store that does not exist ----------------------------------------------------------------
 
 
@@ -157,11 +167,7 @@ def test_empty_namespace_names_the_flag(seeded: Path) -> None:
     ],
 )
 def test_bad_arguments_name_the_argument(seeded: Path, args: list[str], message: str) -> None:
-    before = snapshot(seeded)
-    result = kv(sqlite_url(seeded), *args)
-    assert result.exit_code == 1
-    assert_one_error_line(result, message)
-    assert snapshot(seeded) == before
+    assert_refused(seeded, args, message)
 
 
 @pytest.mark.parametrize(
@@ -189,11 +195,7 @@ def test_bad_arguments_name_the_argument(seeded: Path, args: list[str], message:
 )
 def test_bad_bulk_put_files_write_nothing(seeded: Path, content: bytes, message: str) -> None:
     (seeded.parent / "in.json").write_bytes(content)
-    before = snapshot(seeded)
-    result = kv(sqlite_url(seeded), "bulk", "put", "in.json")
-    assert result.exit_code == 1
-    assert_one_error_line(result, message)
-    assert snapshot(seeded) == before
+    assert_refused(seeded, ["bulk", "put", "in.json"], message)
 
 
 @pytest.mark.parametrize(
@@ -210,12 +212,7 @@ def test_bad_bulk_key_files_do_nothing(
     seeded: Path, content: bytes, message: str, command: list[str]
 ) -> None:
     (seeded.parent / "keys.json").write_bytes(content)
-    before = snapshot(seeded)
-    result = kv(sqlite_url(seeded), "bulk", *command, "keys.json")
-    assert result.exit_code == 1
-    assert_one_error_line(result, message)
-    assert result.stdout == ""
-    assert snapshot(seeded) == before
+    assert_refused(seeded, ["bulk", *command, "keys.json"], message)
 
 
 def test_a_byte_order_mark_is_allowed(seeded: Path) -> None:
