@@ -95,7 +95,9 @@ def child(
     """`python -m kvcache ARGS` in a real child process (stdin: /dev/null unless given)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("KVCACHE_")}
     full_env.update(env or {})
-    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    if kwargs.get("input") is None:
+        kwargs.pop("input", None)
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.run(
         [sys.executable, "-m", "kvcache", *args],
         capture_output=True,

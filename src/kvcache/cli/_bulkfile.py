@@ -8,6 +8,7 @@ delete or get file is an array of key strings or `{"name": ...}` objects, so
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from ..errors import KVValidationError
@@ -55,13 +56,18 @@ def put_problems(entries: Sequence[object], now: float, limits: Limits) -> list[
 
 
 def unexpected_fields(entries: Sequence[object]) -> list[Problem]:
-    """Entries with properties other than PUT_FIELDS (a warning, as in wrangler)."""
+    """Entries with properties other than PUT_FIELDS (a warning, as in wrangler).
+
+    The names are given as a JSON array, as wrangler does, so that a name holding a
+    newline cannot break the warning's line.
+    """
     found: list[Problem] = []
     for index, entry in enumerate(entries):
         if isinstance(entry, dict):
             extra = [str(field) for field in entry if field not in PUT_FIELDS]
             if extra:
-                found.append((index, f"{_label(index, entry, 'key')}: {', '.join(extra)}"))
+                names = json.dumps(extra, ensure_ascii=False)
+                found.append((index, f"{_label(index, entry, 'key')}: {names}"))
     return found
 
 

@@ -18,15 +18,20 @@ import click
 
 from ..errors import KVError
 
-__all__ = ["debug_requested", "fail", "one_line_errors", "set_debug"]
+__all__ = ["debug_requested", "fail", "one_line", "one_line_errors", "set_debug"]
 
 _DEBUG = "kvcache.debug"
 _OFF = ("", "0", "false", "no", "off")
 
 
+def one_line(text: str) -> str:
+    """`text` with every line break (\\n, \\r, U+2028, ...) made a space."""
+    return " ".join(str(text).splitlines()).strip()
+
+
 def fail(message: str) -> click.ClickException:
     """The exception that prints `Error: <message>` (one line) and exits 1."""
-    return click.ClickException(" ".join(str(message).split("\n")).strip())
+    return click.ClickException(one_line(message))
 
 
 def set_debug(ctx: click.Context, param: click.Parameter, value: bool | None) -> None:

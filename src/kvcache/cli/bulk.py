@@ -16,7 +16,7 @@ from ..kv import KVStore
 from ..kv.validation import BULK_GET_MAX, BULK_WRITE_MAX, json_kind
 from . import _bulkfile as bulkfile
 from ._common import LIMITS, chunks, progress, read_json, run, stdin_is_terminal, write_json
-from ._errors import fail
+from ._errors import fail, one_line
 from ._target import Choices, pass_choices, target_options
 
 __all__ = ["bulk"]
@@ -56,11 +56,8 @@ def _warn_unexpected(entries: list[Any], path: str) -> None:
     if unexpected:
         named = "; ".join(text for _, text in unexpected[: bulkfile.MAX_NAMED])
         allowed = ", ".join(bulkfile.PUT_FIELDS)
-        click.echo(
-            f"Warning: unexpected properties in {path} are ignored (only {allowed} are used): "
-            f"{named}",
-            err=True,
-        )
+        warning = f"unexpected properties in {path} are ignored (only {allowed} are used): {named}"
+        click.echo(f"Warning: {one_line(warning)}", err=True)
 
 
 @bulk.command()
