@@ -58,9 +58,6 @@ class Target:
         """The store as errors name it: `--store redis://...`, `the default store ...`."""
         return f"{self.source} {shown_url(self.url)}"
 
-    def describe(self) -> str:
-        return f'namespace "{self.namespace}" of {shown_url(self.url)}'
-
 
 def _url_problem(url: str) -> str | None:
     """Why `url` is not a store URL, with the URL the user probably meant."""
