@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -316,6 +317,7 @@ def test_namespace_list_on_sqlite(project: Path) -> None:
     embedded("emptied")("delete", "k")
     listed = json.loads(invoke("kv", "namespace", "list").stdout)
     assert listed == [{"id": ns, "title": ns} for ns in ("C", "a", "b", "expired", "ü")]
+    assert sorted(os.listdir(project / ".kvcache")) == ["kv.sqlite3"]  # no -wal/-shm left
     # 61 s later the namespace whose only key expired is gone.
     later = asyncio.run(list_namespaces(EMBEDDED, clock=lambda: time.time() + 61))
     assert later == ["C", "a", "b", "ü"]

@@ -4,8 +4,8 @@ A `KVStore` is one namespace, so listing its siblings is not part of the contrac
 (Workers KV lists namespaces through the account API, not the binding). This
 module answers it per backend, read-only, from the store URL:
 
-- sqlite: a separate read-only connection; a missing file holds no namespaces and
-  is not created;
+- sqlite: a separate connection that only reads; a missing file holds no
+  namespaces and is not created;
 - redis: SCAN for each namespace's index set (every primary of a cluster);
 - memory: nothing outlives the process that made it, so a fresh URL holds none.
 
@@ -37,7 +37,9 @@ async def _sqlite(url: str, now: float) -> list[str]:
     if path == ":memory:" or not os.path.exists(path):
         return []
     try:
-        conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        # mode=rw: never creates the file; unlike mode=ro, closing removes the -wal and
+        # -shm files a WAL database gets while it is open.
+        conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=rw", uri=True)
     except sqlite3.Error as exc:
         raise KVBackendError(f"cannot open {path!r}: {exc}", backend="sqlite", cause=exc) from exc
     try:
