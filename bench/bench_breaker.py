@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _paired import Stats, summarise, table
 from _redis import RedisProcess, redis_server
 from kvcache.cache import Cache, CircuitBreaker
-from kvcache.kv._redis_client import connect
+from kvcache.kv._redis_client import open_link
 from kvcache.kv._redis_link import Arg, Link
 from kvcache.kv.redis import RedisStore
 
@@ -139,7 +139,7 @@ async def open_cache(
         else CircuitBreaker(cooldown=options[0], max_cooldown=options[1])
     )
     seen = Seen(breaker)
-    link, settings = await connect(server.url + query, cluster=None, options={})
+    link, settings = await open_link(server.url + query, cluster=None, options={})
     watched = SeenLink(link, seen)
     namespace = f"bench-{time.monotonic_ns()}"
     store = RedisStore(

@@ -7,10 +7,12 @@ Imported only when a redis URL is opened: `redis` is the optional extra
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
@@ -22,7 +24,15 @@ from ._redis_pool import Pool
 from ._url import redact_url
 from .errors import KVBackendError, KVConfigError
 
-__all__ = ["DRIVER_ERRORS", "Settings", "backend_error", "connect", "settings", "split_url"]
+__all__ = [
+    "DRIVER_ERRORS",
+    "Settings",
+    "backend_error",
+    "connect",
+    "open_link",
+    "settings",
+    "split_url",
+]
 
 #: What redis-py raises when the server or the network fails (RedisClusterException
 #: sits outside RedisError; OSError covers anything a socket lets through).
@@ -176,30 +186,71 @@ def _link(target: str, cluster: bool, config: Settings, options: dict[str, Any])
     return NodeLink(pool, config.retries)
 
 
-async def connect(
+async def open_link(
     url: str, *, cluster: bool | None, options: dict[str, Any]
 ) -> tuple[Link, Settings]:
-    """A link whose server has answered PING, and the settings it was opened with.
+    """A store's link whose server has answered PING, and the settings it was opened with.
 
     Raises KVConfigError for a bad URL or option, KVBackendError (naming the
     redacted URL) when the server cannot be reached.
     """
-    redacted = redact_url(url)
     target, is_cluster, query = split_url(url, cluster)
     config = settings(query, options)
     try:
         link = _link(target, is_cluster, config, options)
     except (TypeError, ValueError) as exc:
-        raise KVConfigError(f"cannot use {redacted!r}: {exc}") from exc
+        raise KVConfigError(f"cannot use {redact_url(url)!r}: {exc}") from exc
     first = None
     if config.connect_timeout is not None and config.write_timeout is not None:
         first = config.connect_timeout + config.write_timeout
-    try:
-        await link.ping(first)
-    except DRIVER_ERRORS as exc:
-        await link.aclose()
-        raise backend_error(exc, redacted, "cannot connect") from exc
-    except TypeError as exc:  # an unknown option only surfaces when a connection is made
-        await link.aclose()
-        raise KVConfigError(f"cannot use {redacted!r}: {exc}") from exc
+    await _answering(link.ping(first), link.aclose, redact_url(url))
     return link, config
+
+
+async def connect(
+    url: str,
+    *,
+    cluster: bool | None,
+    timeout: float | None,
+    connect_timeout: float | None,
+    retries: int,
+    options: dict[str, Any],
+) -> Redis | RedisCluster:
+    """A plain redis-py client that has answered PING, for questions about the whole
+    server (`namespaces`: SCAN and friends) rather than one namespace.
+
+    kvcache's options in the URL win over the keywords here too; `timeout` is
+    redis-py's socket timeout of each command.
+    """
+    target, is_cluster, query = split_url(url, cluster)
+    keywords = {"timeout": timeout, "connect_timeout": connect_timeout, "retries": retries}
+    config = settings(query, {**keywords, **options})
+    common: dict[str, Any] = {
+        "socket_timeout": config.read_timeout,
+        "socket_connect_timeout": config.connect_timeout,
+        "retry": Retry(NoBackoff(), config.retries),
+        **{name: value for name, value in options.items() if name not in _OPTIONS},
+    }
+    client: Redis | RedisCluster
+    try:
+        if is_cluster:
+            client = RedisCluster.from_url(target, **common)
+        else:
+            client = Redis.from_url(target, **common)
+    except (TypeError, ValueError) as exc:
+        raise KVConfigError(f"cannot use {redact_url(url)!r}: {exc}") from exc
+    ready = client.initialize() if isinstance(client, RedisCluster) else client.ping()
+    await _answering(ready, client.aclose, redact_url(url))
+    return client
+
+
+async def _answering(check: Awaitable[Any], close: Callable[[], Awaitable[None]], url: str) -> None:
+    """Await the first contact; on failure close and raise KVBackendError or KVConfigError."""
+    try:
+        await check
+    except DRIVER_ERRORS as exc:
+        await close()
+        raise backend_error(exc, url, "cannot connect") from exc
+    except TypeError as exc:  # an unknown option only surfaces when a connection is made
+        await close()
+        raise KVConfigError(f"cannot use {url!r}: {exc}") from exc

@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from . import _redis_scripts as lua
-from ._redis_client import DRIVER_ERRORS, Settings, backend_error, connect
+from ._redis_client import DRIVER_ERRORS, Settings, backend_error, open_link
 from ._redis_format import (
     KeySpace,
     lex_range,
@@ -287,7 +287,7 @@ async def from_url(
     False. Other options go to redis-py (`ssl_ca_certs`, `client_name`, ...).
     See `_redis_client.Settings` and docs/redis.md.
     """
-    link, config = await connect(url, cluster=cluster, options=options)
+    link, config = await open_link(url, cluster=cluster, options=options)
     try:
         return RedisStore(
             link,
