@@ -34,7 +34,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from multiprocessing.synchronize import Barrier, Event
 from types import ModuleType
@@ -49,6 +50,7 @@ MIXED_SECONDS = 3.0
 BURST_PUTS = 2_000
 PROCESSES = 4
 CTX = multiprocessing.get_context("spawn")
+Put = Callable[[str], Awaitable[None]]
 
 
 def _kvcache(src: str | None) -> ModuleType:
@@ -96,29 +98,52 @@ async def _heartbeat(stop: asyncio.Event, beats: list[float]) -> None:
         beats.append(time.monotonic())
 
 
-def _populate(kind: str, src: str | None, path: str) -> None:
-    """Child: fill a fresh store of `kind` with the 10,000 keys."""
-    if kind == "diskcache":
+@asynccontextmanager
+async def _putter(kind: str, src: str | None, path: str) -> AsyncIterator[Put]:
+    """`put(key)` on a store of `kind`: kvcache (from `src`), diskcache or raw sqlite3."""
+    if kind == "kvcache":
+        async with _kvcache(src).open_kv(f"sqlite:///{path}", namespace="bench") as kv:
+            yield lambda key: kv.put(key, VALUE, expiration_ttl=TTL)
+    elif kind == "diskcache":
         import diskcache
 
         with diskcache.Cache(path) as cache:
-            for key in KEYS:
+
+            async def cache_set(key: str) -> None:
                 cache.set(key, VALUE, expire=TTL)
-    elif kind == "raw sqlite3":
-        raw_sqlite(path).close()
+
+            yield cache_set
     else:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA synchronous = NORMAL")
 
-        async def fill(_: _TimedSelector) -> None:
-            async with _kvcache(src).open_kv(f"sqlite:///{path}", namespace="bench") as kv:
-                await kv.put_many([{"key": k, "value": VALUE, "expiration_ttl": TTL} for k in KEYS])
+        async def raw_put(key: str) -> None:
+            conn.execute(RAW_PUT, ("bench", key, VALUE.encode(), int(time.time()) + TTL, None))
 
-        _run(fill)
+        try:
+            yield raw_put
+        finally:
+            conn.close()
 
 
-def _holder(path: str, ready: Event, out: Any) -> None:
-    """Child: hold the write lock for LOCK_SECONDS once the victim is running."""
+def _populate(kind: str, src: str | None, path: str) -> None:
+    """Child: fill a fresh store of `kind` with the 10,000 keys."""
+    if kind == "raw sqlite3":
+        raw_sqlite(path).close()
+        return
+
+    async def fill(_: _TimedSelector) -> None:
+        async with _putter(kind, src, path) as put:
+            for key in KEYS:
+                await put(key)
+
+    _run(fill)
+
+
+def _holder(path: str, start: Barrier, out: Any) -> None:
+    """Child: hold the write lock for LOCK_SECONDS, shortly after the measured process runs."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-    ready.wait(60)
+    start.wait(60)
     time.sleep(0.3)
     conn.execute("BEGIN IMMEDIATE")
     locked = time.monotonic()
@@ -129,27 +154,32 @@ def _holder(path: str, ready: Event, out: Any) -> None:
     out.put((locked, released))
 
 
-def _victim(src: str | None, path: str, ready: Event, out: Any) -> None:
-    """Child: heartbeat and a put every 10 ms until 0.5 s after the holder lets go."""
+def _paced(
+    src: str | None, path: str, start: Barrier, seconds: float, with_get: bool, out: Any
+) -> None:
+    """Child: the measured process. Every 10 ms a put (after a get if `with_get`), beside
+    the heartbeat, for `seconds`; reports the beats, the loop's busy share and each call."""
 
     async def main(selector: _TimedSelector) -> None:
         kvcache = _kvcache(src)
         async with kvcache.open_kv(f"sqlite:///{path}", namespace="bench") as kv:
+            rng = random.Random(os.getpid())
+            start.wait(60)
             stop, beats = asyncio.Event(), list[float]()
             beat = asyncio.create_task(_heartbeat(stop, beats))
-            puts: list[tuple[float, float]] = []
-            ready.set()
-            deadline = time.monotonic() + 0.8 + LOCK_SECONDS
-            i = 0
-            while time.monotonic() < deadline:
-                start = time.monotonic()
-                await kv.put(KEYS[i % len(KEYS)], VALUE, expiration_ttl=TTL)
-                puts.append((start, time.monotonic()))
-                i += 1
-                await asyncio.sleep(max(0.0, start + 0.01 - time.monotonic()))
+            began, idle = time.monotonic(), selector.idle
+            calls: list[tuple[float, float]] = []
+            while time.monotonic() < began + seconds:
+                t0 = time.monotonic()
+                if with_get:
+                    await kv.get(rng.choice(KEYS))
+                await kv.put(rng.choice(KEYS), VALUE, expiration_ttl=TTL)
+                calls.append((t0, time.monotonic()))
+                await asyncio.sleep(max(0.0, t0 + 0.01 - time.monotonic()))
             stop.set()
             await beat
-        out.put((kvcache.__file__, beats, puts))
+            busy = 1 - (selector.idle - idle) / (time.monotonic() - began)
+        out.put((kvcache.__file__, beats, busy, calls))
 
     _run(main)
 
@@ -171,64 +201,19 @@ def _writer(src: str | None, path: str, start: Barrier, stop: Event, out: Any) -
     _run(main)
 
 
-def _mixed(src: str | None, path: str, start: Barrier, out: Any) -> None:
-    """Child: one get and one put every 10 ms beside the heartbeat, for MIXED_SECONDS."""
-
-    async def main(selector: _TimedSelector) -> None:
-        async with _kvcache(src).open_kv(f"sqlite:///{path}", namespace="bench") as kv:
-            rng = random.Random(os.getpid())
-            start.wait(60)
-            await asyncio.sleep(0.5)
-            stop, beats = asyncio.Event(), list[float]()
-            beat = asyncio.create_task(_heartbeat(stop, beats))
-            began, idle = time.monotonic(), selector.idle
-            latencies: list[float] = []
-            while time.monotonic() < began + MIXED_SECONDS:
-                t0 = time.monotonic()
-                await kv.get(rng.choice(KEYS))
-                await kv.put(rng.choice(KEYS), VALUE, expiration_ttl=TTL)
-                latencies.append(time.monotonic() - t0)
-                await asyncio.sleep(max(0.0, t0 + 0.01 - time.monotonic()))
-            stop.set()
-            await beat
-            wall = time.monotonic() - began
-            out.put((beats, 1 - (selector.idle - idle) / wall, latencies))
-
-    _run(main)
-
-
 def _burst(kind: str, src: str | None, path: str, start: Barrier, index: int, out: Any) -> None:
     """Child: BURST_PUTS puts as fast as possible once every process is ready."""
     keys = [KEYS[(i * PROCESSES + index) % len(KEYS)] for i in range(BURST_PUTS)]
-    if kind == "diskcache":
-        import diskcache
 
-        with diskcache.Cache(path) as cache:
+    async def main(_: _TimedSelector) -> None:
+        async with _putter(kind, src, path) as put:
             start.wait(60)
             began = time.monotonic()
             for key in keys:
-                cache.set(key, VALUE, expire=TTL)
+                await put(key)
             out.put((began, time.monotonic()))
-    elif kind == "raw sqlite3":
-        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        start.wait(60)
-        began = time.monotonic()
-        for key in keys:
-            conn.execute(RAW_PUT, ("bench", key, VALUE.encode(), int(time.time()) + TTL, None))
-        out.put((began, time.monotonic()))
-        conn.close()
-    else:
 
-        async def main(_: _TimedSelector) -> None:
-            async with _kvcache(src).open_kv(f"sqlite:///{path}", namespace="bench") as kv:
-                start.wait(60)
-                began = time.monotonic()
-                for key in keys:
-                    await kv.put(key, VALUE, expiration_ttl=TTL)
-                out.put((began, time.monotonic()))
-
-        _run(main)
+    _run(main)
 
 
 def _reap(procs: list[Any], timeout: float = 300) -> None:
@@ -258,7 +243,7 @@ def _spawn(procs: list[Any], out: Any = None, results: int = 0) -> list[Any]:
 def _fresh(tmp: str, kind: str, src: str | None) -> str:
     path = os.path.join(tmp, f"{kind.replace(' ', '-')}-{time.monotonic_ns()}")
     if kind != "diskcache":
-        path += ".sqlite3"
+        path += ".sqlite3"  # diskcache takes a directory
     _spawn([CTX.Process(target=_populate, args=(kind, src, path))])
     return path
 
@@ -279,42 +264,45 @@ class Gaps:
 
 def lock_holder(tmp: str, src: str | None) -> dict[str, float]:
     path = _fresh(tmp, "kvcache", src)
-    ready, out = CTX.Event(), CTX.Queue()
-    victim = CTX.Process(target=_victim, args=(src, path, ready, out))
-    holder = CTX.Process(target=_holder, args=(path, ready, out))
+    start, out = CTX.Barrier(2), CTX.Queue()
+    seconds = LOCK_SECONDS + 0.8
+    victim = CTX.Process(target=_paced, args=(src, path, start, seconds, False, out))
+    holder = CTX.Process(target=_holder, args=(path, start, out))
     first, second = _spawn([victim, holder], out, 2)
-    (locked, released), (origin, beats, puts) = sorted([first, second], key=len)
-    print(f"    (kvcache from {os.path.dirname(origin)})")
-    during = [b for b in beats if locked < b < released]
-    after = [end for start, end in puts if start < released]
+    (locked, released), (origin, beats, busy, puts) = sorted([first, second], key=len)
+    print(f"(kvcache from {os.path.dirname(origin)})\n")
     gaps = Gaps.of(beats)
     return {
         "max gap ms": gaps.max,
         "p99 gap ms": gaps.p99,
-        "beats during lock": len(during),
+        "loop busy %": busy * 100,
+        "beats during the lock": sum(1 for b in beats if locked < b < released),
         "puts": len(puts),
-        "last put that met the lock ended after release, ms": (max(after) - released) * 1000,
+        "last waiting put ended, ms after release": (
+            max(end for begin, end in puts if begin < released) - released
+        )
+        * 1000,
     }
 
 
 def writers(tmp: str, src: str | None) -> dict[str, float]:
     path = _fresh(tmp, "kvcache", src)
-    start, stop, out, mixed_out = CTX.Barrier(PROCESSES + 1), CTX.Event(), CTX.Queue(), CTX.Queue()
+    start, stop, out, paced_out = CTX.Barrier(PROCESSES + 1), CTX.Event(), CTX.Queue(), CTX.Queue()
     procs = [
         CTX.Process(target=_writer, args=(src, path, start, stop, out)) for _ in range(PROCESSES)
     ]
-    mixed = CTX.Process(target=_mixed, args=(src, path, start, mixed_out))
+    paced = CTX.Process(target=_paced, args=(src, path, start, MIXED_SECONDS, True, paced_out))
     try:
-        for proc in [*procs, mixed]:
+        for proc in [*procs, paced]:
             proc.start()
-        beats, busy, latencies = mixed_out.get(timeout=120)
+        _, beats, busy, calls = paced_out.get(timeout=120)
         stop.set()
         counts = [out.get(timeout=120) for _ in procs]
     finally:
         stop.set()
-        _reap([*procs, mixed])
+        _reap([*procs, paced])
     gaps = Gaps.of(beats)
-    latencies.sort()
+    latencies = sorted(end - begin for begin, end in calls)
     return {
         "p99 gap ms": gaps.p99,
         "max gap ms": gaps.max,
@@ -345,11 +333,39 @@ def _table(title: str, rows: dict[str, dict[str, float]]) -> None:
     print()
 
 
+def _bursts(tmp: str, impls: dict[str, str | None], rounds: int) -> dict[str, list[float]]:
+    """Aggregate puts/s of each store, alternating stores within every round."""
+    kinds = [(name, "kvcache", src) for name, src in impls.items()]
+    kinds += [(peer, peer, None) for peer in ("diskcache", "raw sqlite3")]
+    out: dict[str, list[float]] = {name: [] for name, _, _ in kinds}
+    for _ in range(rounds):
+        for name, kind, src in kinds:
+            out[name].append(burst(tmp, kind, src))
+    print(f"### {PROCESSES} processes x {BURST_PUTS:,} puts on one file (median of rounds)\n")
+    print("| store | aggregate puts/s | rounds |\n|---|---|---|")
+    for name, values in out.items():
+        shown = ", ".join(f"{v:,.0f}" for v in values)
+        print(f"| {name} | {statistics.median(values):,.0f} | {shown} |")
+    print()
+    return out
+
+
+def _summary(checks: list[tuple[str, float | None, str, float, str]]) -> None:
+    print("| target | measured | limit | met |\n|---|---|---|---|")
+    for label, value, sense, bound, unit in checks:
+        limit = f"{sense} {bound:g}{unit}"
+        if value is None:
+            print(f"| {label} | not measured (give --baseline-src) | {limit} | ? |")
+            continue
+        met = value <= bound if sense == "≤" else value >= bound
+        print(f"| {label} | {value:.2f}{unit} | {limit} | {'yes' if met else 'NO'} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--baseline-src", help="src/ of today's code (e.g. /tmp/v1/src)")
     parser.add_argument("--today-puts-per-s", type=float, help="a recorded 4 x 2,000 figure")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     impls: dict[str, str | None] = {"kvcache": None}
     if args.baseline_src:
@@ -359,40 +375,35 @@ def main() -> None:
         _table(f"1 process holds BEGIN IMMEDIATE for {LOCK_SECONDS:.0f} s", held)
         pressed = {name: writers(tmp, src) for name, src in impls.items()}
         _table(f"{PROCESSES} writers at full speed, a fifth: get + put every 10 ms", pressed)
-        kinds = [(name, "kvcache", src) for name, src in impls.items()]
-        kinds += [(peer, peer, None) for peer in ("diskcache", "raw sqlite3")]
-        rounds: dict[str, list[float]] = {name: [] for name, _, _ in kinds}
-        for _ in range(args.rounds):
-            for name, kind, src in kinds:
-                rounds[name].append(burst(tmp, kind, src))
-    rates = {name: statistics.median(values) for name, values in rounds.items()}
-    print(f"### {PROCESSES} processes x {BURST_PUTS:,} puts on one file (median of rounds)\n")
-    print("| store | aggregate puts/s | rounds |\n|---|---|---|")
-    for name, values in rounds.items():
-        print(f"| {name} | {rates[name]:,.0f} | " + ", ".join(f"{v:,.0f}" for v in values) + " |")
-    print()
+        rates = {k: statistics.median(v) for k, v in _bursts(tmp, impls, args.rounds).items()}
     today = rates.get("today's code", args.today_puts_per_s)
-    checks: list[tuple[str, float | None, str, bool | None]] = [
-        ("lock holder: max heartbeat gap", held["kvcache"]["max gap ms"], "≤ 20 ms", None),
-        ("4 writers: fifth's p99 heartbeat gap", pressed["kvcache"]["p99 gap ms"], "≤ 10 ms", None),
-        ("4 writers: fifth's max heartbeat gap", pressed["kvcache"]["max gap ms"], "≤ 50 ms", None),
-        (
-            "4 x 2,000 puts/s / today's",
-            rates["kvcache"] / today if today else None,
-            "≥ 1.4×",
-            None,
-        ),
-        ("4 x 2,000 puts/s / diskcache", rates["kvcache"] / rates["diskcache"], "≥ 2×", None),
-    ]
-    print("| target | measured | limit | met |\n|---|---|---|---|")
-    for label, value, limit, _ in checks:
-        if value is None:
-            print(f"| {label} | not measured (give --baseline-src) | {limit} | ? |")
-            continue
-        bound = float(limit.split()[1].rstrip("×"))
-        met = value <= bound if limit.startswith("≤") else value >= bound
-        unit = " ms" if "ms" in limit else "×"
-        print(f"| {label} | {value:.2f}{unit} | {limit} | {'yes' if met else 'NO'} |")
+    _summary(
+        [
+            ("lock holder: max heartbeat gap", held["kvcache"]["max gap ms"], "≤", 20, " ms"),
+            (
+                "4 writers: fifth's p99 heartbeat gap",
+                pressed["kvcache"]["p99 gap ms"],
+                "≤",
+                10,
+                " ms",
+            ),
+            (
+                "4 writers: fifth's max heartbeat gap",
+                pressed["kvcache"]["max gap ms"],
+                "≤",
+                50,
+                " ms",
+            ),
+            (
+                "4 x 2,000 puts/s / today's",
+                rates["kvcache"] / today if today else None,
+                "≥",
+                1.4,
+                "×",
+            ),
+            ("4 x 2,000 puts/s / diskcache", rates["kvcache"] / rates["diskcache"], "≥", 2, "×"),
+        ]
+    )
 
 
 if __name__ == "__main__":

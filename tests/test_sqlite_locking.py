@@ -149,6 +149,21 @@ async def test_writes_fail_with_kvbackenderror_after_busy_timeout(db: Path) -> N
         assert await kv.get("a") == "new"
 
 
+async def test_a_write_cancelled_while_it_waits_writes_nothing(db: Path) -> None:
+    async with kvcache.open_kv(url_for(db), namespace="c") as kv:
+        await kv.put("a", "old")
+        with lock_held(db):
+            entries = [{"key": "a", "value": "new"}, {"key": "b", "value": "new"}]
+            put = asyncio.create_task(kv.put_many(entries))
+            await asyncio.sleep(0.2)  # long enough to be waiting in its backoff
+            assert not put.done()
+            put.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await put
+        await kv.put("c", "after")  # the lock is free and the store works
+        assert await kv.get_many(["a", "b", "c"]) == {"a": "old", "b": None, "c": "after"}
+
+
 @pytest.mark.timeout(20)  # below the store's busy_timeout: a purge that waited would time out
 async def test_purge_skips_while_another_process_holds_the_lock(db: Path, clock: FakeClock) -> None:
     async with kvcache.open_kv(url_for(db) + "?busy_timeout=30", namespace="p", clock=clock) as kv:

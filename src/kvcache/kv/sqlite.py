@@ -120,6 +120,9 @@ class SQLiteStore(KVStore):
                 check_same_thread=False,
                 cached_statements=256,
             )
+            # Reused by the hottest calls, under the lock; fetchall() runs each statement
+            # to its end, so no read transaction outlives a call.
+            self._cursor = self._conn.cursor()
         except (OSError, sqlite3.Error) as exc:
             raise KVBackendError(
                 f"cannot open {path!r}: {exc}", backend=self.backend, cause=exc
@@ -195,14 +198,17 @@ class SQLiteStore(KVStore):
 
     async def _get_value(self, key: str) -> bytes | None:
         params = (self.namespace, key)
-        try:  # _run inlined: this is the hottest call
+        try:  # _run inlined, on a kept cursor: this is the hottest call
             with self._lock:
-                row = self._conn.execute(_GET, params).fetchone()
+                found = self._cursor.execute(_GET, params).fetchall()
         except sqlite3.Error as exc:
-            row = await self._retry(exc, lambda conn: conn.execute(_GET, params).fetchone())
-        if row is None or (row[1] is not None and row[1] <= self.clock()):
+            found = await self._retry(exc, lambda conn: conn.execute(_GET, params).fetchall())
+        if not found:
             return None
-        value: bytes = row[0]
+        value: bytes
+        value, expires = found[0]
+        if expires is not None and expires <= self.clock():
+            return None
         return value
 
     async def _get_entry(self, key: str) -> tuple[bytes, str | None] | None:
@@ -258,7 +264,7 @@ class SQLiteStore(KVStore):
         params = (self.namespace, *record)
         try:  # _run inlined, as in _get_value
             with self._lock:
-                self._conn.execute(_PUT, params)
+                self._cursor.execute(_PUT, params)
         except sqlite3.Error as exc:
             await self._retry(exc, lambda conn: conn.execute(_PUT, params))
         self._wrote()
