@@ -17,8 +17,10 @@ values, once for this checkout's kvcache and once for the code under --baseline-
    diskcache (4 x 2,000 set) and raw sqlite3 on the same schema; median of --rounds.
 
 Heartbeat gap: the time between wake-ups of `await asyncio.sleep(0.001)` (1 ms is the
-floor). Loop busy: the share of wall time the loop spent outside its selector, that is
-running callbacks, including any wait inside sqlite3.
+floor). The "floor" column of scenario 2 is a fifth process that only beats beside the
+same writers: what the CPU scheduler alone costs on this machine at that moment. Loop
+busy: the share of wall time the loop spent outside its selector, that is running
+callbacks, including any wait inside sqlite3.
 """
 
 from __future__ import annotations
@@ -155,10 +157,11 @@ def _holder(path: str, start: Barrier, out: Any) -> None:
 
 
 def _paced(
-    src: str | None, path: str, start: Barrier, seconds: float, with_get: bool, out: Any
+    src: str | None, path: str, start: Barrier, seconds: float, calls: str, out: Any
 ) -> None:
-    """Child: the measured process. Every 10 ms a put (after a get if `with_get`), beside
-    the heartbeat, for `seconds`; reports the beats, the loop's busy share and each call."""
+    """Child: the measured process. Every 10 ms a put, a get and a put, or nothing
+    (`calls`: "put", "get+put", "none"), beside the heartbeat, for `seconds`; reports
+    the beats, the loop's busy share and the time of each round of calls."""
 
     async def main(selector: _TimedSelector) -> None:
         kvcache = _kvcache(src)
@@ -168,18 +171,19 @@ def _paced(
             stop, beats = asyncio.Event(), list[float]()
             beat = asyncio.create_task(_heartbeat(stop, beats))
             began, idle = time.monotonic(), selector.idle
-            calls: list[tuple[float, float]] = []
+            timed: list[tuple[float, float]] = []
             while time.monotonic() < began + seconds:
                 t0 = time.monotonic()
-                if with_get:
+                if calls == "get+put":
                     await kv.get(rng.choice(KEYS))
-                await kv.put(rng.choice(KEYS), VALUE, expiration_ttl=TTL)
-                calls.append((t0, time.monotonic()))
+                if calls != "none":
+                    await kv.put(rng.choice(KEYS), VALUE, expiration_ttl=TTL)
+                timed.append((t0, time.monotonic()))
                 await asyncio.sleep(max(0.0, t0 + 0.01 - time.monotonic()))
             stop.set()
             await beat
             busy = 1 - (selector.idle - idle) / (time.monotonic() - began)
-        out.put((kvcache.__file__, beats, busy, calls))
+        out.put((kvcache.__file__, beats, busy, timed))
 
     _run(main)
 
@@ -266,7 +270,7 @@ def lock_holder(tmp: str, src: str | None) -> dict[str, float]:
     path = _fresh(tmp, "kvcache", src)
     start, out = CTX.Barrier(2), CTX.Queue()
     seconds = LOCK_SECONDS + 0.8
-    victim = CTX.Process(target=_paced, args=(src, path, start, seconds, False, out))
+    victim = CTX.Process(target=_paced, args=(src, path, start, seconds, "put", out))
     holder = CTX.Process(target=_holder, args=(path, start, out))
     first, second = _spawn([victim, holder], out, 2)
     (locked, released), (origin, beats, busy, puts) = sorted([first, second], key=len)
@@ -285,29 +289,29 @@ def lock_holder(tmp: str, src: str | None) -> dict[str, float]:
     }
 
 
-def writers(tmp: str, src: str | None) -> dict[str, float]:
+def writers(tmp: str, src: str | None, calls: str = "get+put") -> dict[str, float]:
     path = _fresh(tmp, "kvcache", src)
     start, stop, out, paced_out = CTX.Barrier(PROCESSES + 1), CTX.Event(), CTX.Queue(), CTX.Queue()
     procs = [
         CTX.Process(target=_writer, args=(src, path, start, stop, out)) for _ in range(PROCESSES)
     ]
-    paced = CTX.Process(target=_paced, args=(src, path, start, MIXED_SECONDS, True, paced_out))
+    paced = CTX.Process(target=_paced, args=(src, path, start, MIXED_SECONDS, calls, paced_out))
     try:
         for proc in [*procs, paced]:
             proc.start()
-        _, beats, busy, calls = paced_out.get(timeout=120)
+        _, beats, busy, timed = paced_out.get(timeout=120)
         stop.set()
         counts = [out.get(timeout=120) for _ in procs]
     finally:
         stop.set()
         _reap([*procs, paced])
     gaps = Gaps.of(beats)
-    latencies = sorted(end - begin for begin, end in calls)
+    latencies = sorted(end - begin for begin, end in timed)
     return {
         "p99 gap ms": gaps.p99,
         "max gap ms": gaps.max,
         "loop busy %": busy * 100,
-        "get+put p99 ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "calls p99 ms (get + put)": latencies[int(len(latencies) * 0.99)] * 1000,
         "writers' puts/s": sum(n / seconds for n, seconds in counts),
     }
 
@@ -374,6 +378,7 @@ def main() -> None:
         held = {name: lock_holder(tmp, src) for name, src in impls.items()}
         _table(f"1 process holds BEGIN IMMEDIATE for {LOCK_SECONDS:.0f} s", held)
         pressed = {name: writers(tmp, src) for name, src in impls.items()}
+        pressed["floor: heartbeat alone"] = writers(tmp, None, "none")
         _table(f"{PROCESSES} writers at full speed, a fifth: get + put every 10 ms", pressed)
         rates = {k: statistics.median(v) for k, v in _bursts(tmp, impls, args.rounds).items()}
     today = rates.get("today's code", args.today_puts_per_s)
