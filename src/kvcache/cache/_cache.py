@@ -35,7 +35,9 @@ __all__ = ["DEFAULT", "Cache", "CacheStats", "CacheTTLWarning", "CircuitBreaker"
 
 T = TypeVar("T")
 
-_UNREADABLE: Final = (ValueError, TypeError, UnicodeDecodeError)
+#: What a serializer may raise on data it cannot read: anything. Such an entry is a
+#: counted miss, and the next fill overwrites it.
+_UNREADABLE: Final = (Exception,)
 _NOTHING: Final = (MISS, None, False)
 
 
@@ -435,4 +437,6 @@ class Cache:
         if negative_ttl is not None:
             negative = self._ttl.base(negative_ttl, "negative_ttl")
         stale = 0.0 if stale_ttl is None else check_seconds("stale_ttl", stale_ttl, zero_ok=True)
+        if base is not None and base + math.ceil(stale) > v.INT32_MAX:
+            raise KVValidationError(f"Invalid stale_ttl: ttl + stale_ttl exceeds {v.INT32_MAX}.")
         return base, negative, stale, bool(lock)

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
@@ -25,6 +26,30 @@ Client: TypeAlias = "Redis | RedisCluster"
 #: What redis-py raises when the server or the network fails (RedisClusterException
 #: sits outside RedisError; OSError covers anything a socket lets through).
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
+
+#: Query options a store URL may carry: redis-py's typed ones and its plain strings.
+#: Any other name would reach the connection as a str (`retry=3`, `decode_responses=1`)
+#: and break it later, so it is refused up front.
+URL_OPTIONS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | {
+    "client_name",
+    "cluster",
+    "lib_name",
+    "lib_version",
+    "password",
+    "ssl_ca_certs",
+    "ssl_ca_data",
+    "ssl_ca_path",
+    "ssl_cert_reqs",
+    "ssl_certfile",
+    "ssl_ciphers",
+    "ssl_keyfile",
+    "ssl_password",
+    "username",
+}
+#: Options that change how replies and key names are encoded: the store needs bytes, UTF-8.
+_FIXED_OPTIONS = ("decode_responses", "encoding", "encoding_errors")
+#: What a wrongly typed option makes redis-py raise while it builds or first uses a client.
+_OPTION_ERRORS = (TypeError, ValueError, AttributeError, LookupError)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -49,6 +74,12 @@ def split_url(url: str, cluster: bool | None) -> tuple[str, bool]:
     if from_scheme:
         scheme = scheme.removesuffix("+cluster")
     query = parse_qsl(parts.query, keep_blank_values=True)
+    unknown = sorted({name for name, _ in query} - URL_OPTIONS)
+    if unknown:
+        raise KVConfigError(
+            f"{redact_url(url)!r}: unknown option {unknown[0]!r}; "
+            f"a redis URL takes {', '.join(sorted(URL_OPTIONS))}"
+        )
     flags = [value.lower() for name, value in query if name == "cluster"]
     rest = [(name, value) for name, value in query if name != "cluster"]
     from_query: bool | None = None
@@ -86,6 +117,9 @@ async def connect(
     target, is_cluster = split_url(url, cluster)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise KVConfigError(f"retries must be an int >= 0, not {retries!r}")
+    fixed = [name for name in _FIXED_OPTIONS if name in options]
+    if fixed:
+        raise KVConfigError(f"the redis store sets {fixed[0]} itself; leave it out")
     settings: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": connect_timeout,
@@ -98,7 +132,7 @@ async def connect(
             client = RedisCluster.from_url(target, **settings)
         else:
             client = Redis.from_url(target, **settings)
-    except (TypeError, ValueError) as exc:
+    except _OPTION_ERRORS as exc:
         raise KVConfigError(f"cannot use {redacted!r}: {exc}") from exc
     try:
         if isinstance(client, RedisCluster):
@@ -107,7 +141,7 @@ async def connect(
     except DRIVER_ERRORS as exc:
         await client.aclose()
         raise backend_error(exc, redacted, "cannot connect") from exc
-    except TypeError as exc:  # an unknown option only surfaces when a connection is made
+    except _OPTION_ERRORS as exc:  # a wrong option may surface only when a connection is made
         await client.aclose()
         raise KVConfigError(f"cannot use {redacted!r}: {exc}") from exc
     return client

@@ -21,6 +21,14 @@ class Limits:
     min_expiration_ttl: int = 60
     min_cache_ttl: int = 30
 
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Limits.{name} must be an int, not {type(value).__name__}")
+            if value < 0:
+                raise ValueError(f"Limits.{name} must be at least 0, not {value}")
+
     @classmethod
     def cloudflare(cls) -> Limits:
         """Exactly Workers KV's limits: code that passes here passes on Cloudflare."""

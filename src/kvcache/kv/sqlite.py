@@ -262,7 +262,7 @@ class SQLiteStore(KVStore):
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
         keys = [
-            KeyInfo(name, expires, None if meta is None else decode_metadata(meta))
+            KeyInfo(name, expires, None if meta is None else decode_metadata(meta, name))
             for name, expires, meta in rows
         ]
         if len(keys) > limit:
