@@ -34,6 +34,7 @@ __all__ = [
     "TYPES",
     "VALUES",
     "deep",
+    "deep_text",
     "realise",
 ]
 
@@ -82,6 +83,14 @@ def _nest(depth: int, kind: str) -> Any:
 def deep(depth: int, kind: str = "list") -> Lazy:
     """A JSON document nested `depth` levels deep (lists, dicts, or lists around a surrogate)."""
     return Lazy(f"{kind} nested {depth} deep", lambda: _nest(depth, kind))
+
+
+def deep_text(depth: int, kind: str = "list") -> Lazy:
+    """The JSON text of a document nested `depth` levels deep, made without encoding it."""
+    start, end = ('{"a":', "}") if kind == "dict" else ("[", "]")
+    return Lazy(
+        f"JSON text of {kind}s nested {depth} deep", lambda: start * depth + "1" + end * depth
+    )
 
 
 def _huge(exponent: int, sign: int) -> Lazy:

@@ -82,6 +82,8 @@ class Cache:
             raise TypeError("local_maxsize must be an int")
         if local_maxsize < 1:
             raise KVValidationError(f"Invalid local_maxsize of {local_maxsize}.")
+        if breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise TypeError(f"breaker must be a CircuitBreaker, not {type(breaker).__name__}")
         self.kv = kv
         self.prefix = prefix
         self.serializer = serializer

@@ -47,6 +47,7 @@ def redact_url(url: str) -> str:
 def parse_url(url: str) -> SplitResult:
     """`urlsplit(url)`, with its port checked; KVConfigError when urllib refuses the URL."""
     try:
+        url.encode("utf-8")  # a lone surrogate: no byte form, nothing can connect to it
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- parsing the port is what raises for "host:abc"
     except ValueError as exc:
