@@ -31,7 +31,7 @@ from fuzz.strategies import (
 from kvcache import KVStore, KVValidationError
 
 ALLOWED = (KVValidationError, TypeError)
-EXAMPLES = 30
+EXAMPLES = 25
 
 Call = Callable[[Any], Awaitable[Any]]  # takes the store (through `_Realising`)
 
