@@ -27,6 +27,7 @@ from kvcache import (
     Limits,
 )
 from kvcache.kv._json import dumps, dumps_readable, loads
+from kvcache.serializers import JSON
 
 T = TypeVar("T")
 HUGE = 10**400
@@ -310,3 +311,44 @@ async def test_key_types_and_wording_per_surface(kv: KVStore) -> None:
         await kv.get(fresh_key(), type=[])  # type: ignore[arg-type]
     with pytest.raises(KVValidationError, match="Prefix is not valid Unicode"):
         await kv.list(prefix="\ud800")
+
+
+class Fussy:
+    """A serializer whose loads fails with whatever its format's library raises."""
+
+    binary = False
+
+    def dumps(self, value: Any) -> str:
+        return JSON.dumps(value)
+
+    def loads(self, data: Any) -> Any:
+        if data.startswith("{"):
+            raise KeyError("a field this format needs")
+        return JSON.loads(data)
+
+
+async def test_whatever_a_serializer_raises_on_an_entry_is_a_counted_miss(kv: KVStore) -> None:
+    cache = Cache(kv, serializer=Fussy())
+    await kv.put("k", '|{"old":1}')
+    assert await cache.get("k", "miss") == "miss"
+    assert cache.stats().errors == 1
+    assert await cache.get_or_set("k", fetch_one) == 1
+    assert await cache.get("k") == 1
+
+
+async def test_a_cluster_url_without_a_host_is_a_config_error() -> None:
+    with pytest.raises(KVConfigError, match="at least one node"):
+        await kvcache.open_kv("redis+cluster://")
+
+
+async def test_an_int_too_long_to_print_is_shown_by_its_size(kv: KVStore) -> None:
+    with pytest.raises(ValueError, match=r"not -<an int of \d+ bits>"):
+        Limits(max_key_bytes=-(10**5000))
+    with pytest.raises(KVValidationError, match=r"Invalid local_maxsize of -<an int of"):
+        Cache(kv, local_maxsize=-(10**5000))
+
+
+async def test_a_bad_sqlite_option_hides_the_password() -> None:
+    with pytest.raises(KVConfigError) as info:
+        await kvcache.open_kv("sqlite://u:hunter2@h/?busy_timeout=x")
+    assert "hunter2" not in str(info.value)

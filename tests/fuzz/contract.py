@@ -10,10 +10,12 @@ expiration and metadata) is exactly what it was before.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import traceback
 import warnings
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, settings
@@ -23,7 +25,14 @@ from backends import FakeClock, fresh_namespace
 from fuzz.strategies import SEEDED
 from kvcache import CacheTTLWarning, KVStore, Limits
 
-__all__ = ["Harness", "Snapshot", "check_error", "fuzz_settings", "snapshot"]
+__all__ = [
+    "Harness",
+    "Snapshot",
+    "check_error",
+    "fuzz_settings",
+    "short_ttls_allowed",
+    "snapshot",
+]
 
 T = TypeVar("T")
 #: key -> (value bytes, expiration, metadata)
@@ -63,12 +72,17 @@ GENERIC = re.compile(
 )
 
 
+#: KVCACHE_FUZZ_SCALE=N runs N times the examples, freshly random each run (a local hunt);
+#: unset, every run (and CI) tries the same few.
+SCALE = int(os.environ.get("KVCACHE_FUZZ_SCALE", "1"))
+
+
 def fuzz_settings(examples: int) -> settings:
     """Deterministic and quick: the same examples on every run, no example database."""
     return settings(
-        max_examples=examples,
+        max_examples=examples * SCALE,
         deadline=None,
-        derandomize=True,
+        derandomize=SCALE == 1,
         database=None,
         suppress_health_check=[
             HealthCheck.too_slow,
@@ -77,6 +91,14 @@ def fuzz_settings(examples: int) -> settings:
             HealthCheck.function_scoped_fixture,  # fixtures give a URL; examples open stores
         ],
     )
+
+
+@contextmanager
+def short_ttls_allowed() -> Iterator[None]:
+    """A TTL raised to the store's minimum warns (CacheTTLWarning); that is no error here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheTTLWarning)
+        yield
 
 
 def check_error(exc: BaseException, allowed: Iterable[type[BaseException]]) -> None:
@@ -120,8 +142,7 @@ class Harness:
         self.reseed()
 
     def run(self, coro: Awaitable[T]) -> T:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", CacheTTLWarning)  # a short TTL raised: not an error
+        with short_ttls_allowed():
             return self.loop.run_until_complete(coro)
 
     def reseed(self) -> None:

@@ -16,7 +16,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given
 
-from fuzz.contract import Harness, check_error, fuzz_settings
+from fuzz.contract import Harness, check_error, fuzz_settings, short_ttls_allowed
 from fuzz.strategies import JUNK, KEYS, METADATA, NUMBERS, PREFIXES, Lazy, deep_text, realise
 from kvcache import Cache, KVValidationError, Limits
 from kvcache.serializers import JSON, JsonSerializer
@@ -109,7 +109,7 @@ _OPTIONS = st.fixed_dictionaries(
 @fuzz_settings(100)
 @given(options=_OPTIONS)
 def test_cache_options_get_a_clear_error(options: dict[str, Any]) -> None:
-    with Harness("memory://") as harness:
+    with Harness("memory://") as harness, short_ttls_allowed():
         try:
             Cache(harness.kv, **realise(options))
         except Exception as exc:

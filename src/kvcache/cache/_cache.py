@@ -81,7 +81,7 @@ class Cache:
         if isinstance(local_maxsize, bool) or not isinstance(local_maxsize, int):
             raise TypeError("local_maxsize must be an int")
         if local_maxsize < 1:
-            raise KVValidationError(f"Invalid local_maxsize of {local_maxsize}.")
+            raise KVValidationError(f"Invalid local_maxsize of {v.shown(local_maxsize)}.")
         if breaker is not None and not isinstance(breaker, CircuitBreaker):
             raise TypeError(f"breaker must be a CircuitBreaker, not {type(breaker).__name__}")
         self.kv = kv

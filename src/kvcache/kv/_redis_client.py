@@ -132,7 +132,7 @@ async def connect(
             client = RedisCluster.from_url(target, **settings)
         else:
             client = Redis.from_url(target, **settings)
-    except _OPTION_ERRORS as exc:
+    except (*_OPTION_ERRORS, RedisClusterException) as exc:  # cluster: a URL with no host
         raise KVConfigError(f"cannot use {redacted!r}: {exc}") from exc
     try:
         if isinstance(client, RedisCluster):

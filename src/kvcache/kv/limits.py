@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import shown
+
 __all__ = ["Limits"]
 
 
@@ -27,7 +29,7 @@ class Limits:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"Limits.{name} must be an int, not {type(value).__name__}")
             if value < 0:
-                raise ValueError(f"Limits.{name} must be at least 0, not {value}")
+                raise ValueError(f"Limits.{name} must be at least 0, not {shown(value)}")
 
     @classmethod
     def cloudflare(cls) -> Limits:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
-from ._url import DEFAULT_PATH, sqlite_path, url_options
+from ._url import DEFAULT_PATH, redact_url, sqlite_path, url_options
 from .base import Clock, KVStore
 from .errors import KVBackendError, KVConfigError
 from .limits import Limits
@@ -325,7 +325,9 @@ async def from_url(
         except ValueError:
             timeout = math.nan
         if not 0 <= timeout < 1e6:
-            raise KVConfigError(f"busy_timeout={raw!r} in {url!r} is not a number of seconds")
+            raise KVConfigError(
+                f"busy_timeout={raw!r} in {redact_url(url)!r} is not a number of seconds"
+            )
     return SQLiteStore(
         sqlite_path(url), namespace=namespace, limits=limits, clock=clock, busy_timeout=timeout
     )

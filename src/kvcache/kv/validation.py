@@ -15,8 +15,15 @@ from typing import Any
 
 from ._json import dumps_readable, loads
 from ._keys import SERVER, check_key, check_prefix
-from ._numbers import INT32_MAX, LIST_LIMIT_MAX, check_cache_ttl, expiry, list_limit, to_int32
-from .errors import KVValidationError
+from ._numbers import (
+    INT32_MAX,
+    LIST_LIMIT_MAX,
+    check_cache_ttl,
+    expiry,
+    list_limit,
+    to_int32,
+)
+from .errors import KVValidationError, shown
 from .limits import Limits
 from .types import Record
 
@@ -41,6 +48,7 @@ __all__ = [
     "expiry",
     "list_limit",
     "metadata_json",
+    "shown",
     "to_int32",
     "value_bytes",
 ]
