@@ -35,7 +35,9 @@ __all__ = ["DEFAULT", "Cache", "CacheStats", "CacheTTLWarning", "CircuitBreaker"
 
 T = TypeVar("T")
 
-_UNREADABLE: Final = (ValueError, TypeError, UnicodeDecodeError)
+#: What a serializer may raise on data it cannot read: anything. Such an entry is a
+#: counted miss, and the next fill overwrites it.
+_UNREADABLE: Final = (Exception,)
 _NOTHING: Final = (MISS, None, False)
 
 
@@ -79,7 +81,9 @@ class Cache:
         if isinstance(local_maxsize, bool) or not isinstance(local_maxsize, int):
             raise TypeError("local_maxsize must be an int")
         if local_maxsize < 1:
-            raise KVValidationError(f"Invalid local_maxsize of {local_maxsize}.")
+            raise KVValidationError(f"Invalid local_maxsize of {v.shown(local_maxsize)}.")
+        if breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise TypeError(f"breaker must be a CircuitBreaker, not {type(breaker).__name__}")
         self.kv = kv
         self.prefix = prefix
         self.serializer = serializer
@@ -441,4 +445,6 @@ class Cache:
         if negative_ttl is not None:
             negative = self._ttl.base(negative_ttl, "negative_ttl")
         stale = 0.0 if stale_ttl is None else check_seconds("stale_ttl", stale_ttl, zero_ok=True)
+        if base is not None and base + math.ceil(stale) > v.INT32_MAX:
+            raise KVValidationError(f"Invalid stale_ttl: ttl + stale_ttl exceeds {v.INT32_MAX}.")
         return base, negative, stale, bool(lock)

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import ConnectionPool
+from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
@@ -52,6 +52,40 @@ _OPTIONS = {
     "pool_timeout": "pool_timeout",
     "retries": "retries",
 }
+
+#: Query options a store URL may carry: kvcache's, redis-py's typed ones and its plain
+#: strings. Any other name would reach the connection as a str (`retry=3`,
+#: `decode_responses=1`) and break it later, so it is refused up front.
+URL_OPTIONS = (
+    frozenset(URL_QUERY_ARGUMENT_PARSERS)
+    | frozenset(_OPTIONS)
+    | {
+        "client_name",
+        "cluster",
+        "lib_name",
+        "lib_version",
+        "password",
+        "ssl_ca_certs",
+        "ssl_ca_data",
+        "ssl_ca_path",
+        "ssl_cert_reqs",
+        "ssl_certfile",
+        "ssl_ciphers",
+        "ssl_keyfile",
+        "ssl_password",
+        "username",
+    }
+)
+#: Options that change how replies and key names are encoded: the store needs bytes, UTF-8.
+_FIXED_OPTIONS = ("decode_responses", "encoding", "encoding_errors")
+#: What a wrongly typed option makes redis-py raise while it builds or first uses a client.
+_OPTION_ERRORS = (TypeError, ValueError, AttributeError, LookupError)
+
+
+def _check_fixed(options: dict[str, Any]) -> None:
+    fixed = [name for name in _FIXED_OPTIONS if name in options]
+    if fixed:
+        raise KVConfigError(f"the redis store sets {fixed[0]} itself; leave it out")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +176,12 @@ def split_url(url: str, cluster: bool | None) -> tuple[str, bool, dict[str, str]
     if from_scheme:
         scheme = scheme.removesuffix("+cluster")
     query = parse_qsl(parts.query, keep_blank_values=True)
+    unknown = sorted({name for name, _ in query} - URL_OPTIONS)
+    if unknown:
+        raise KVConfigError(
+            f"{redact_url(url)!r}: unknown option {unknown[0]!r}; "
+            f"a redis URL takes {', '.join(sorted(URL_OPTIONS))}"
+        )
     flags = [value.lower() for name, value in query if name == "cluster"]
     ours = {name: value for name, value in query if name in _OPTIONS}
     rest = [(name, value) for name, value in query if name != "cluster" and name not in _OPTIONS]
@@ -195,10 +235,11 @@ async def open_link(
     redacted URL) when the server cannot be reached.
     """
     target, is_cluster, query = split_url(url, cluster)
+    _check_fixed(options)
     config = settings(query, options)
     try:
         link = _link(target, is_cluster, config, options)
-    except (TypeError, ValueError) as exc:
+    except (*_OPTION_ERRORS, RedisClusterException) as exc:  # cluster: a URL with no host
         raise KVConfigError(f"cannot use {redact_url(url)!r}: {exc}") from exc
     first = None
     if config.connect_timeout is not None and config.write_timeout is not None:
@@ -223,6 +264,7 @@ async def connect(
     redis-py's socket timeout of each command.
     """
     target, is_cluster, query = split_url(url, cluster)
+    _check_fixed(options)
     keywords = {"timeout": timeout, "connect_timeout": connect_timeout, "retries": retries}
     config = settings(query, {**keywords, **options})
     common: dict[str, Any] = {
@@ -237,7 +279,7 @@ async def connect(
             client = RedisCluster.from_url(target, **common)
         else:
             client = Redis.from_url(target, **common)
-    except (TypeError, ValueError) as exc:
+    except (*_OPTION_ERRORS, RedisClusterException) as exc:
         raise KVConfigError(f"cannot use {redact_url(url)!r}: {exc}") from exc
     ready = client.initialize() if isinstance(client, RedisCluster) else client.ping()
     await _answering(ready, client.aclose, redact_url(url))
@@ -251,6 +293,6 @@ async def _answering(check: Awaitable[Any], close: Callable[[], Awaitable[None]]
     except DRIVER_ERRORS as exc:
         await close()
         raise backend_error(exc, url, "cannot connect") from exc
-    except TypeError as exc:  # an unknown option only surfaces when a connection is made
+    except _OPTION_ERRORS as exc:  # a wrong option may surface only when a connection is made
         await close()
         raise KVConfigError(f"cannot use {url!r}: {exc}") from exc

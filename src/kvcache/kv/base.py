@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -49,6 +49,10 @@ class KVStore(ABC):
     ) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise TypeError("namespace must be a non-empty str")
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a kvcache.Limits, not {type(limits).__name__}")
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, not {type(clock).__name__}")
         self.namespace = namespace
         self.limits = limits if limits is not None else Limits.cloudflare()
         self.clock = clock
@@ -80,19 +84,19 @@ class KVStore(ABC):
         if found is None:
             return KVEntry(None, None)
         raw, meta = found
-        return KVEntry(v.decode_value(raw, type), v.decode_metadata(meta))
+        return KVEntry(v.decode_value(raw, type), v.decode_metadata(meta, key))
 
     async def get_many(
-        self, keys: Sequence[str], type: str = "text", *, cache_ttl: int | None = None
+        self, keys: Iterable[str], type: str = "text", *, cache_ttl: int | None = None
     ) -> dict[str, Any]:
-        """Up to 100 keys in one call; every requested key maps to its value or None."""
+        """Up to 100 keys (any iterable) in one call; each maps to its value or None."""
         unique = v.check_bulk_get(keys, type, self.limits)
         if cache_ttl is not None:
             v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
         return self._bulk_values(await self._get_values(unique), type, unique)
 
     async def get_many_with_metadata(
-        self, keys: Sequence[str], type: str = "text", *, cache_ttl: int | None = None
+        self, keys: Iterable[str], type: str = "text", *, cache_ttl: int | None = None
     ) -> dict[str, KVEntry | None]:
         """Bulk get with metadata; a missing key maps to None, not to an empty entry."""
         unique = v.check_bulk_get(keys, type, self.limits)
@@ -100,8 +104,9 @@ class KVStore(ABC):
             v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
         found = await self._get_entries(unique)
         values = self._bulk_values({key: raw for key, (raw, _) in found.items()}, type, unique)
+        meta = v.decode_metadata
         return {
-            key: KVEntry(values[key], v.decode_metadata(found[key][1])) if key in found else None
+            key: KVEntry(values[key], meta(found[key][1], key)) if key in found else None
             for key in unique
         }
 
@@ -176,13 +181,13 @@ class KVStore(ABC):
         await self._delete(key)
 
     async def put_many(self, entries: Iterable[Any]) -> None:
-        """Write up to 10,000 wrangler-style entries in one all-or-nothing step."""
+        """Write up to 10,000 wrangler-style entries (any iterable) all or nothing."""
         records = v.bulk_records(entries, self.clock(), self.limits)
         if records:
             await self._put_many(records)
 
     async def delete_many(self, keys: Iterable[str]) -> None:
-        """Delete up to 10,000 keys in one all-or-nothing step."""
+        """Delete up to 10,000 keys (any iterable) in one all-or-nothing step."""
         checked = v.bulk_delete_keys(keys, self.limits)
         if checked:
             await self._delete_many(checked)

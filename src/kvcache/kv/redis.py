@@ -212,7 +212,7 @@ class RedisStore(KVStore):
                     expires, meta = unpack_header(reply[i + 1])
                 except ValueError as exc:
                     raise self._alien(name, exc) from exc
-                keys.append(KeyInfo(name, expires, decode_metadata(meta)))
+                keys.append(KeyInfo(name, expires, decode_metadata(meta, name)))
             if len(keys) >= want:
                 return keys[:limit], True
             if exhausted:

@@ -22,7 +22,7 @@ from typing import ClassVar, TypeVar
 
 from . import _sqlite_schema as schema
 from ._sqlite_wait import Locked, is_busy, retry
-from ._url import DEFAULT_PATH, sqlite_path, url_options
+from ._url import DEFAULT_PATH, redact_url, sqlite_path, url_options
 from .base import Clock, KVStore
 from .errors import KVBackendError, KVConfigError
 from .limits import Limits
@@ -240,7 +240,7 @@ class SQLiteStore(KVStore):
             params = (self.namespace, start_after, prefix, upper, now, limit + 1)
         rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
         keys = [
-            KeyInfo(name, expires, None if meta is None else decode_metadata(meta))
+            KeyInfo(name, expires, None if meta is None else decode_metadata(meta, name))
             for name, expires, meta in rows
         ]
         if len(keys) > limit:
@@ -313,7 +313,9 @@ async def from_url(
         except ValueError:
             timeout = math.nan
         if not 0 <= timeout < 1e6:
-            raise KVConfigError(f"busy_timeout={raw!r} in {url!r} is not a number of seconds")
+            raise KVConfigError(
+                f"busy_timeout={raw!r} in {redact_url(url)!r} is not a number of seconds"
+            )
     store = SQLiteStore(
         sqlite_path(url), namespace=namespace, limits=limits, clock=clock, busy_timeout=timeout
     )
