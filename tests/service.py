@@ -116,7 +116,5 @@ async def deliver(
     extra: Mapping[str, str] | None = None,
 ) -> httpx.Response:
     body = json.dumps(payload).encode()
-    headers = signed_headers(
-        body, topic, shop, webhook_id=webhook_id, secret=secret, extra=extra
-    )
+    headers = signed_headers(body, topic, shop, webhook_id=webhook_id, secret=secret, extra=extra)
     return await client.post(path, content=body, headers=headers)

@@ -50,7 +50,9 @@ async def test_processed_then_duplicate(client: httpx.AsyncClient) -> None:
 
 async def test_same_id_in_two_shops_is_two_deliveries(client: httpx.AsyncClient) -> None:
     one = await deliver(client, "customers/update", SHOP, CUSTOMER, webhook_id="w-1")
-    two = await deliver(client, "customers/update", "other.myshopify.com", CUSTOMER, webhook_id="w-1")
+    two = await deliver(
+        client, "customers/update", "other.myshopify.com", CUSTOMER, webhook_id="w-1"
+    )
     assert [one.json()["outcome"], two.json()["outcome"]] == ["processed", "processed"]
 
 
@@ -101,7 +103,9 @@ async def test_header_names_in_any_case(client: httpx.AsyncClient, case: str) ->
     assert (answer.status_code, answer.json()["outcome"]) == (200, "processed")
 
 
-@pytest.mark.parametrize("missing", ["X-Shopify-Topic", "X-Shopify-Shop-Domain", "X-Shopify-Webhook-Id"])
+@pytest.mark.parametrize(
+    "missing", ["X-Shopify-Topic", "X-Shopify-Shop-Domain", "X-Shopify-Webhook-Id"]
+)
 async def test_missing_header_is_400(client: httpx.AsyncClient, missing: str) -> None:
     body = json.dumps(CUSTOMER).encode()
     headers = signed_headers(body, "customers/update", SHOP)
@@ -124,8 +128,12 @@ async def test_shop_domain_must_be_myshopify(client: httpx.AsyncClient) -> None:
 
 
 async def test_topic_path_must_match_header(client: httpx.AsyncClient) -> None:
-    good = await deliver(client, "customers/update", SHOP, CUSTOMER, path="/webhooks/customers/update")
-    bad = await deliver(client, "app/uninstalled", SHOP, {"id": 1}, path="/webhooks/customers/update")
+    good = await deliver(
+        client, "customers/update", SHOP, CUSTOMER, path="/webhooks/customers/update"
+    )
+    bad = await deliver(
+        client, "app/uninstalled", SHOP, {"id": 1}, path="/webhooks/customers/update"
+    )
     assert good.status_code == 200 and bad.status_code == 400
 
 

@@ -22,23 +22,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from ..stats import CacheStats, FamilyStats
+from .. import CacheStats, FamilyStats
 
 __all__ = ["CACHE_COUNTERS", "Metrics", "stats_json"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CACHE_COUNTERS = tuple(name for name in FamilyStats.__dataclass_fields__ if name != "by_family")
-_HELP = {
-    "hits": "Cache lookups answered with a fresh value.",
-    "misses": "Cache lookups that found nothing usable.",
-    "stale_hits": "Lookups answered with an expired-but-recent value while it was refreshed.",
-    "sets": "Values written to the store.",
-    "deletes": "Keys deleted from the store.",
-    "errors": "Store operations that failed and were skipped (fail open).",
-    "fetches": "Calls of the origin function on a miss.",
-    "fetch_errors": "Origin calls that raised.",
-    "fetch_seconds": "Total seconds spent in origin calls.",
-}
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -74,7 +63,10 @@ class Metrics:
         )
         self.cache = {
             name: Counter(
-                f"kvcache_cache_{name}", _HELP[name], ["cache", "family"], registry=target
+                f"kvcache_cache_{name}",
+                f"The cache's {name} counter (kvcache.CacheStats), summed over workers.",
+                ["cache", "family"],
+                registry=target,
             )
             for name in CACHE_COUNTERS
         }
@@ -103,7 +95,7 @@ class Metrics:
         sums: dict[str, dict[str, float]] = {}
         for metric in self.registry.collect():
             counter = metric.name.removeprefix("kvcache_cache_")
-            if counter == metric.name or counter not in _HELP:
+            if counter == metric.name or counter not in CACHE_COUNTERS:
                 continue
             for sample in metric.samples:
                 if not sample.name.endswith("_total"):

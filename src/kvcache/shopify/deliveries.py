@@ -209,17 +209,19 @@ class DeliveryLog:
     async def redact(
         self, shop: str, customer: str | None = None, *, keep: str | None = None
     ) -> int:
-        """Delete a customer's rows of a shop (or all the shop's rows), except `keep`'s."""
+        """Delete a customer's rows (or all the shop's), data requests too, except `keep`'s row."""
         c = deliveries.c
         stmt = delete(deliveries).where(c.shop == shop)
         if customer is not None:
             stmt = stmt.where(c.subject == customer)
         if keep is not None:
             stmt = stmt.where(c.webhook_id != keep)
+        requests = delete(data_requests).where(data_requests.c.shop == shop)
+        if customer is not None:
+            requests = requests.where(data_requests.c.customer_id == customer)
         async with self.engine.begin() as conn:
             result = await conn.execute(stmt)
-            if customer is None:
-                await conn.execute(delete(data_requests).where(data_requests.c.shop == shop))
+            await conn.execute(requests)
         return int(result.rowcount or 0)
 
     async def record_data_request(self, delivery: Delivery) -> None:

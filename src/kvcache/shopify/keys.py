@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..stats import family_of
-
 __all__ = [
     "customer_email_key",
     "customer_id",
@@ -76,10 +74,11 @@ def family(key: str) -> str:
     """The statistics family of a cache key (a `Cache(family=...)` function).
 
     Shop-scoped keys: the first two segments after the shop, or `shop:<segment>`
-    for a single one; the shop prefix itself is `shop`. Other keys: `family_of`.
+    for a single one; the shop prefix itself is `shop`. Other keys: the
+    key without its last segment, as the cache's default.
     """
     if not key.startswith("shop:"):
-        return family_of(key)
+        return key.rpartition(":")[0]
     rest = key[5:].partition(":")[2]
     if not rest:
         return "shop"
