@@ -158,7 +158,7 @@ async def aiocache_decorated(stampede_safe: bool) -> int:
     origin = Origin()
     decorator = cached_stampede(ttl=60, lease=2) if stampede_safe else cached(ttl=60)
 
-    @decorator
+    @decorator  # type: ignore[untyped-decorator]  # the peers have no type hints
     async def find() -> dict[str, Any]:
         return await origin()
 
@@ -171,7 +171,7 @@ async def cashews_decorated(lock: bool) -> int:
     cashews = CashewsCache()
     cashews.setup("mem://")
 
-    @cashews(ttl="1m", lock=lock)
+    @cashews(ttl="1m", lock=lock)  # type: ignore[untyped-decorator]
     async def find() -> dict[str, Any]:
         return await origin()
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
 
 
-def start_and_join(procs: list[BaseProcess], timeout: float) -> None:
+def start_and_join(procs: Sequence[BaseProcess], timeout: float) -> None:
     """Start every process, wait for each to exit 0, and kill any still alive after."""
     try:
         for proc in procs:

@@ -87,7 +87,7 @@ def child(
     full_env.update(env or {})
     kwargs.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.run(
-        [sys.executable, "-m", "kvcache.cli", *args],
+        [sys.executable, "-m", "kvcache", *args],
         capture_output=True,
         text=True,
         env=full_env,
@@ -455,7 +455,7 @@ def _run_on_pty(args: list[str], answer: bytes | None, on: str) -> tuple[int, st
     streams: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stderr": subprocess.PIPE}
     streams[on] = slave
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kvcache.cli", *args],
+        [sys.executable, "-m", "kvcache", *args],
         stdout=subprocess.PIPE,
         env=env,
         **streams,

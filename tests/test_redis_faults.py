@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.exceptions
@@ -199,7 +200,7 @@ def test_cluster_urls(url: str, cluster: bool | None, expected: tuple[str, bool]
     ],
 )
 async def test_bad_urls_and_options_are_config_errors(
-    url: str, options: dict[str, object], message: str
+    url: str, options: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(KVConfigError, match=message):
         await kvcache.open_kv(url, **options)

@@ -297,7 +297,7 @@ async def test_put_many_of_ten_thousand_entries_in_one_call(
     assert listed == [entry["key"] for entry in entries]
     assert page.keys[-1].metadata == {"i": 9999}
     assert await kv.get("bulk:04321") == "v4321"
-    await kv.delete_many([entry["key"] for entry in entries])
+    await kv.delete_many([str(entry["key"]) for entry in entries])
     assert (await kv.list(prefix="bulk:")).keys == []
     assert await raw.zcard(KeySpace(kv.namespace).index) == 1
 

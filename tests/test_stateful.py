@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from typing import Any, ClassVar, TypeVar
 
 import hypothesis.strategies as st
@@ -53,7 +53,7 @@ class KVMachine(RuleBasedStateMachine):
         self.kv = self.run(kvcache.open_kv(self.url, namespace=fresh_namespace(), clock=self.clock))
         self.model: dict[str, Row] = {}
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run(self, coro: Awaitable[T]) -> T:
         return self.loop.run_until_complete(coro)
 
     def teardown(self) -> None:
@@ -70,7 +70,9 @@ class KVMachine(RuleBasedStateMachine):
         return None if ttl is None else math.floor(self.clock()) + ttl
 
     @rule(key=KEYS, value=VALUES, ttl=TTLS, metadata=METADATA, absolute=st.booleans())
-    def put(self, key: str, value: str | bytes, ttl: int | None, metadata: Any, absolute: bool):
+    def put(
+        self, key: str, value: str | bytes, ttl: int | None, metadata: Any, absolute: bool
+    ) -> None:
         if absolute and ttl is not None:
             self.run(self.kv.put(key, value, expiration=self.expiry(ttl), metadata=metadata))
         else:
@@ -142,7 +144,7 @@ class KVMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.kv.atomic)
     @rule(key=KEYS, value=VALUES, ttl=TTLS, metadata=METADATA)
-    def put_if_absent(self, key: str, value: str | bytes, ttl: int | None, metadata: Any):
+    def put_if_absent(self, key: str, value: str | bytes, ttl: int | None, metadata: Any) -> None:
         absent = key not in self.live()
         wrote = self.run(self.kv.put_if_absent(key, value, expiration_ttl=ttl, metadata=metadata))
         assert wrote is absent

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .cache import Cache
+from .cache import JSON, Cache, CacheStats, CacheTTLWarning, CircuitBreaker, FamilyStats, Serializer
 from .errors import (
     AlreadyInProgress,
     ClaimLost,
@@ -14,8 +14,6 @@ from .errors import (
 )
 from .idempotency import Claim, Idempotency, Outcome
 from .kv import KeyInfo, KVEntry, KVStore, Limits, ListPage, OpenKV, open_kv
-from .serializers import JSON, Serializer
-from .stats import CacheStats, FamilyStats
 
 __version__ = "0.1.0"
 
@@ -23,6 +21,8 @@ __all__ = [
     "AlreadyInProgress",
     "Cache",
     "CacheStats",
+    "CacheTTLWarning",
+    "CircuitBreaker",
     "Claim",
     "ClaimLost",
     "FamilyStats",
@@ -44,3 +44,11 @@ __all__ = [
     "__version__",
     "open_kv",
 ]
+
+# Public objects report the path users import them from (httpx does the same), so
+# reprs, tracebacks and docs show `kvcache.Cache`, not the private module.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or callable(_value):
+        _value.__module__ = "kvcache"
+del _name, _value

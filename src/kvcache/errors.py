@@ -1,4 +1,4 @@
-"""kvcache's exceptions.
+"""kvcache's exceptions, all in one place.
 
 The hierarchy::
 
@@ -10,11 +10,13 @@ The hierarchy::
         ├── AlreadyInProgress    another worker holds the claim; retry later
         └── ClaimLost            our lease expired and another worker took the key over
 
-Caller mistakes and runtime failures are separate roots below `KVError` so that
-the cache layer can fail open on `KVBackendError` while still raising on bugs.
+The store's own errors live in `kvcache.kv.errors` (the store layer imports
+nothing above it); this module adds the layers above them.
 """
 
 from __future__ import annotations
+
+from .kv.errors import KVBackendError, KVConfigError, KVError, KVValidationError
 
 __all__ = [
     "AlreadyInProgress",
@@ -25,42 +27,6 @@ __all__ = [
     "KVError",
     "KVValidationError",
 ]
-
-
-class KVError(Exception):
-    """Base class of every error kvcache raises."""
-
-
-class KVValidationError(KVError, ValueError):
-    """A key, value, metadata, TTL, limit or cursor that Workers KV would refuse.
-
-    `str(err)` is Workers KV's own message (`KV PUT failed: 400 Invalid ...`);
-    `err.message` is the bare server text and `err.status` the HTTP-like status.
-    """
-
-    def __init__(self, message: str, *, status: int = 400, op: str | None = None) -> None:
-        self.message = message
-        self.status = status
-        self.op = op
-        text = f"KV {op} failed: {status} {message}" if op else message
-        super().__init__(text)
-
-
-class KVConfigError(KVError, ValueError):
-    """A store URL or option that cannot be used (unknown scheme, missing extra)."""
-
-
-class KVBackendError(KVError):
-    """The store failed: unreachable server, unwritable or corrupt file, HTTP error.
-
-    `backend` names the store ("sqlite", "redis", ...); the driver's exception is
-    kept as `__cause__` and `cause`.
-    """
-
-    def __init__(self, message: str, *, backend: str, cause: BaseException | None = None) -> None:
-        self.backend = backend
-        self.cause = cause
-        super().__init__(f"{backend}: {message}")
 
 
 class IdempotencyError(KVError):

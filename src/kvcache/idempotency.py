@@ -29,6 +29,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import AlreadyInProgress, ClaimLost, IdempotencyError, KVConfigError, KVValidationError
+from .kv._json import dumps
 from .kv.base import KVStore
 
 __all__ = ["Claim", "Idempotency", "Outcome", "State"]
@@ -80,10 +81,7 @@ class _Record:
 
 def _encode(record: dict[str, Any]) -> str:
     """Compact JSON; raises TypeError for anything JSON cannot hold (including NaN)."""
-    try:
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"the handler's result is not JSON-serialisable: {exc}") from exc
+    return dumps(record, "the handler's result")
 
 
 def _decode(key: str, text: str) -> _Record:

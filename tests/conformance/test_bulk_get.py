@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager as ContextManager
+
 import pytest
 
 from backends import fresh_key, kv_error
-from kvcache import KVEntry, KVStore
+from kvcache import KVEntry, KVStore, KVValidationError
 
 
-def bulk_error(status: int, message: str):
+def bulk_error(
+    status: int, message: str
+) -> ContextManager[pytest.ExceptionInfo[KVValidationError]]:
     return kv_error(f"KV GET_BULK failed: {status} {message}", status)
 
 

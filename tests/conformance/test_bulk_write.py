@@ -134,9 +134,9 @@ async def test_entry_value_size_limit(kv: KVStore) -> None:
 
 async def test_a_single_entry_or_str_is_not_an_entry_list(kv: KVStore) -> None:
     with pytest.raises(TypeError):
-        await kv.put_many({"key": "k", "value": "v"})  # type: ignore[arg-type]
+        await kv.put_many({"key": "k", "value": "v"})
     with pytest.raises(TypeError):
-        await kv.put_many("kv")  # type: ignore[arg-type]
+        await kv.put_many("kv")
     assert (await kv.list()).keys == []
 
 
@@ -179,7 +179,7 @@ async def test_delete_many_of_a_str_is_type_error(kv: KVStore) -> None:
     for single in ("a", "b", key):
         await kv.put(single, "v")
     with pytest.raises(TypeError):
-        await kv.delete_many(key)  # type: ignore[arg-type]
+        await kv.delete_many(key)
     with pytest.raises(TypeError):
         await kv.delete_many("ab")
     assert await kv.get("a") == "v" and await kv.get("b") == "v"

@@ -5,10 +5,12 @@ Time moves only through the fake clock; a key expires when its expiration <= now
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager as ContextManager
+
 import pytest
 
 from backends import FakeClock, fresh_key, kv_error
-from kvcache import KVEntry, KVStore
+from kvcache import KVEntry, KVStore, KVValidationError
 
 TTL_NOT_POSITIVE = "Invalid expiration_ttl of {}. Please specify integer greater than 0."
 TTL_TOO_SHORT = "Invalid expiration_ttl of {}. Expiration TTL must be at least 60."
@@ -21,7 +23,7 @@ EXP_TOO_SOON = (
 )
 
 
-def put_error(message: str):
+def put_error(message: str) -> ContextManager[pytest.ExceptionInfo[KVValidationError]]:
     return kv_error(f"KV PUT failed: 400 {message}", 400)
 
 
@@ -162,4 +164,4 @@ async def test_ttl_of_wrong_type(kv: KVStore) -> None:
     with pytest.raises(TypeError, match="expiration_ttl"):
         await kv.put(fresh_key(), "v", expiration_ttl=[60])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="expiration"):
-        await kv.put(fresh_key(), "v", expiration=True)  # type: ignore[arg-type]
+        await kv.put(fresh_key(), "v", expiration=True)

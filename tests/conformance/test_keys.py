@@ -13,7 +13,8 @@ OP_NAME = {"get": "GET", "get_with_metadata": "GET", "put": "PUT", "delete": "DE
 
 async def call(kv: KVStore, op: str, key: str) -> object:
     if op == "put":
-        return await kv.put(key, "v")
+        await kv.put(key, "v")
+        return None
     method = getattr(kv, op)
     return await method(key)
 

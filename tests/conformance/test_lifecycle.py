@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 import kvcache
@@ -41,7 +43,7 @@ async def test_closed_store_raises_backend_error(make_store: StoreFactory) -> No
     await kv.put("k", "v")
     await kv.close()
     await kv.close()  # idempotent
-    calls = [
+    calls: list[Callable[[], Awaitable[object]]] = [
         lambda: kv.get("k"),
         lambda: kv.get_with_metadata("k"),
         lambda: kv.get_many(["k"]),

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager as ContextManager
 
 import pytest
 
 from backends import fresh_key, kv_error
-from kvcache import KVStore
+from kvcache import KVStore, KVValidationError
 
 
 def compact_size(value: object) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def too_long(size: int):
+def too_long(size: int) -> ContextManager[pytest.ExceptionInfo[KVValidationError]]:
     return kv_error(f"KV PUT failed: 413 Metadata length of {size} exceeds limit of 1024.", 413)
 
 

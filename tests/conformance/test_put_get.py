@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backends import fresh_key, kv_error
+from backends import FakeClock, fresh_key, kv_error
 from kvcache import KVEntry, KVStore, KVValidationError
 
 MAX_VALUE = 26_214_400
@@ -93,7 +93,7 @@ async def test_put_replaces_value_metadata_and_expiry(kv: KVStore) -> None:
     assert (info.name, info.expiration, info.metadata) == (key, None, None)
 
 
-async def test_put_replaces_with_new_expiry_and_metadata(kv: KVStore, clock) -> None:
+async def test_put_replaces_with_new_expiry_and_metadata(kv: KVStore, clock: FakeClock) -> None:
     key = fresh_key()
     await kv.put(key, "one")
     await kv.put(key, "two", expiration_ttl=300, metadata=[1])

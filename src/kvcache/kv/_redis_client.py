@@ -15,8 +15,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
-from ..errors import KVBackendError, KVConfigError
-from .registry import redact_url
+from ._url import redact_url
+from .errors import KVBackendError, KVConfigError
 
 __all__ = ["DRIVER_ERRORS", "Client", "backend_error", "connect", "mget", "split_url"]
 

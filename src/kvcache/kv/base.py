@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
-from .._json import loads
-from ..errors import KVValidationError
 from . import validation as v
+from ._json import loads
+from .errors import KVValidationError
 from .limits import Limits
 from .types import KeyInfo, KVEntry, ListPage, Record
 

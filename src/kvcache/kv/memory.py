@@ -10,8 +10,8 @@ import time
 from bisect import bisect_left, bisect_right, insort
 from typing import ClassVar
 
-from ..errors import KVBackendError
 from .base import Clock, KVStore
+from .errors import KVBackendError
 from .limits import Limits
 from .types import KeyInfo, Record
 from .validation import decode_metadata

@@ -16,13 +16,13 @@ from typing import Any, ClassVar, cast
 
 from redis.exceptions import NoScriptError
 
-from ..errors import KVBackendError
 from . import _redis_scripts as lua
 from ._redis_client import DRIVER_ERRORS, Client, backend_error, connect, mget
 from ._redis_format import KeySpace, lex_range, pack, unpack, unpack_header, unpack_many
+from ._url import redact_url
 from .base import Clock, KVStore
+from .errors import KVBackendError
 from .limits import Limits
-from .registry import redact_url
 from .types import KeyInfo, Record
 from .validation import decode_metadata
 

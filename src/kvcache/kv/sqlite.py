@@ -18,15 +18,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
-from ..errors import KVBackendError, KVConfigError
+from ._url import DEFAULT_PATH, sqlite_path, url_options
 from .base import Clock, KVStore
+from .errors import KVBackendError, KVConfigError
 from .limits import Limits
 from .types import KeyInfo, Record
 from .validation import decode_metadata
 
 __all__ = ["SQLiteStore", "DEFAULT_PATH"]
 
-DEFAULT_PATH = os.path.join(".kvcache", "kv.sqlite3")
 SCHEMA_VERSION = 1
 PURGE_BATCH = 256
 PURGE_EVERY_WRITES = 512
@@ -317,8 +317,6 @@ async def from_url(
     busy_timeout: float | None = None,
 ) -> SQLiteStore:
     """sqlite:///relative/path.db or sqlite:////absolute/path.db[?busy_timeout=SECONDS]."""
-    from .registry import sqlite_path, url_options
-
     timeout = busy_timeout
     if timeout is None:
         raw = url_options(url).get("busy_timeout", "30")

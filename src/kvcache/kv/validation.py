@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from .._json import loads
-from ..errors import KVValidationError
+from ._json import dumps, loads
+from .errors import KVValidationError
 from .limits import Limits
 from .types import Record
 
@@ -184,10 +183,7 @@ def metadata_json(metadata: object, limits: Limits, op: str = "PUT") -> str | No
     """Compact JSON as JSON.stringify writes it; None means no metadata."""
     if metadata is None:
         return None
-    try:
-        text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+    text = dumps(metadata, "metadata")
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:

@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
+from ..kv import validation as v
+from ..kv.base import KVStore
+from ..kv.errors import KVValidationError
 from ._breaker import STORE_ERRORS, CircuitBreaker, logger
-from ._flight import Flights
+from ._flight import Flights, Host
 from ._local import IMMUTABLE, MISS, LocalTier
 from ._ttl import DEFAULT, CacheTTLWarning, TTLPolicy, check_seconds
-from .errors import KVValidationError
-from .kv import validation as v
-from .kv.base import KVStore
+from .decorators import CachedFunction, P, cached
 from .serializers import JSON, Serializer
 from .stats import CacheStats, Counters, StatsRecorder
-
-if TYPE_CHECKING:
-    from .decorators import CachedFunction, P
 
 __all__ = ["DEFAULT", "Cache", "CacheStats", "CacheTTLWarning", "CircuitBreaker"]
 
@@ -107,7 +105,20 @@ class Cache:
                 clock=self._clock,
                 loads=serializer.loads,
             )
-        self._flights = Flights(self)
+        self._flights = Flights(
+            Host(
+                kv=kv,
+                prefix=prefix,
+                lock_timeout=self.lock_timeout,
+                clock=self._clock,
+                read=self._read,
+                store=self._store,
+                failed=self._failed,
+                family=self._stats.family,
+                allow=self._breaker.allow,
+                dumps=serializer.dumps,
+            )
+        )
         self._ttl.default = self._ttl.base(default_ttl, "default_ttl")
 
     # -- reads -------------------------------------------------------------
@@ -221,8 +232,6 @@ class Cache:
         `@cache.cached("customer:email:{email}", ttl=1800)` caches `find(email)`.
         The wrapper also has `.key(...)` and `await .invalidate(...)`.
         """
-        from .decorators import cached
-
         base, negative, _, _ = self._fill_args(ttl, negative_ttl, stale_ttl, lock)
         options = {"ttl": base, "negative_ttl": negative, "stale_ttl": stale_ttl, "lock": lock}
         return cached(self, template, options)

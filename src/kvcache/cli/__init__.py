@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import click
 
-from . import __version__
-from ._cli_bulk import bulk
-from ._cli_common import target_options
-from ._cli_key import key
+from .. import __version__
+from ._common import target_options
+from .bulk import bulk
+from .key import key
 
 __all__ = ["cli", "main"]
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from .errors import KVBackendError
+from ..kv.errors import KVBackendError
 
 __all__ = ["STORE_ERRORS", "CircuitBreaker"]
 

@@ -18,9 +18,9 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .errors import KVError
-from .kv import KVStore, open_kv
-from .kv.registry import default_url, redact_url
+from ..errors import KVError
+from ..kv import KVStore, open_kv
+from ..kv._url import default_url, redact_url
 
 __all__ = [
     "Target",

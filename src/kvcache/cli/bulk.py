@@ -10,8 +10,11 @@ from typing import Any
 
 import click
 
-from . import _cli_bulkfile as bulkfile
-from ._cli_common import (
+from ..errors import KVError
+from ..kv import KVStore
+from ..kv.validation import BULK_GET_MAX, BULK_WRITE_MAX
+from . import _bulkfile as bulkfile
+from ._common import (
     Target,
     chunks,
     fail,
@@ -23,9 +26,6 @@ from ._cli_common import (
     target_options,
     write_json,
 )
-from .errors import KVError
-from .kv import KVStore
-from .kv.validation import BULK_GET_MAX, BULK_WRITE_MAX
 
 __all__ = ["bulk"]
 

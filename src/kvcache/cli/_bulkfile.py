@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import KVValidationError
-from .kv import Limits
-from .kv.validation import check_server_key, entry_record
+from ..errors import KVValidationError
+from ..kv import Limits
+from ..kv.validation import check_server_key, entry_record
 
 __all__ = [
     "PUT_FIELDS",

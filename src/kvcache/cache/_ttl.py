@@ -15,8 +15,8 @@ import sys
 import warnings
 from typing import Any, Final
 
-from .errors import KVValidationError
-from .kv.limits import Limits
+from ..kv.errors import KVValidationError
+from ..kv.limits import Limits
 
 __all__ = ["DEFAULT", "CacheTTLWarning", "TTLPolicy", "check_seconds"]
 

@@ -21,15 +21,15 @@ import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
+from ..kv.base import KVStore
 from ._breaker import STORE_ERRORS
 from ._local import MISS
+from .stats import Counters
 
-if TYPE_CHECKING:
-    from .cache import Cache
-
-__all__ = ["FillArgs", "Flights"]
+__all__ = ["FillArgs", "Flights", "Host"]
 
 #: (ttl, negative_ttl, stale seconds, lock), checked by the cache.
 FillArgs = tuple[int | None, int | None, float, bool]
@@ -47,11 +47,30 @@ def _retrieve(task: asyncio.Task[Filled]) -> None:
         task.exception()
 
 
+@dataclass(frozen=True, slots=True)
+class Host:
+    """What a fill needs of its cache: the store, and the cache's read, write and failure paths."""
+
+    kv: KVStore
+    prefix: str
+    lock_timeout: float
+    clock: Callable[[], float]
+    #: (value, serialized, stale) of a full key; value is MISS when absent or unusable.
+    read: Callable[[str, Counters], Awaitable[tuple[Any, Any, bool]]]
+    #: Write an envelope: (full, key, value, serialized, ttl, stale seconds).
+    store: Callable[[str, str, Any, Any, int | None, float], Awaitable[None]]
+    #: A store call failed: (operation, error, counters).
+    failed: Callable[[str, BaseException, Counters], None]
+    family: Callable[[str], Counters]
+    allow: Callable[[], bool]
+    dumps: Callable[[Any], Any]
+
+
 class Flights:
     """The fetches running for one cache, keyed by full key."""
 
-    def __init__(self, cache: Cache) -> None:
-        self._cache = cache
+    def __init__(self, host: Host) -> None:
+        self._host = host
         self._running: dict[str, asyncio.Task[Filled]] = {}
         #: How many fetches have ended; a caller notes it before reading the store.
         self.finished = 0
@@ -72,8 +91,8 @@ class Flights:
         """
         task = self._running.get(full)
         if task is None and seen is not None and seen != self.finished:
-            cache = self._cache
-            value, serialized, stale = await cache._read(full, cache._stats.family(key))
+            host = self._host
+            value, serialized, stale = await host.read(full, host.family(key))
             if value is not MISS and not stale:
                 return value, serialized
             task = self._running.get(full)
@@ -106,7 +125,7 @@ class Flights:
         self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
     ) -> Filled:
         try:
-            if args[3] and self._cache.kv.atomic and self._cache._breaker.allow():
+            if args[3] and self._host.kv.atomic and self._host.allow():
                 return await self._with_lease(full, key, fetch, args)
             return await self._fetch_and_store(full, key, fetch, args)
         finally:
@@ -117,9 +136,9 @@ class Flights:
     async def _fetch_and_store(
         self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
     ) -> Filled:
-        cache = self._cache
+        host = self._host
         ttl, negative_ttl, stale, _ = args
-        counters = cache._stats.family(key)
+        counters = host.family(key)
         counters.fetches += 1
         start = time.perf_counter()
         try:
@@ -135,17 +154,17 @@ class Flights:
             if negative_ttl is None:
                 return None, None
             ttl, stale = negative_ttl, 0.0
-        serialized = cache.serializer.dumps(value)
-        await cache._store(full, key, value, serialized, ttl, stale)
+        serialized = host.dumps(value)
+        await host.store(full, key, value, serialized, ttl, stale)
         return value, serialized
 
     async def _with_lease(
         self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
     ) -> Filled:
-        cache = self._cache
+        host = self._host
         lease = self._lease_key(key)
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + cache.lock_timeout
+        give_up = loop.time() + host.lock_timeout
         delay = _FIRST_POLL
         while True:
             token = await self._acquire(lease, key)
@@ -153,7 +172,7 @@ class Flights:
                 break
             if token:
                 try:
-                    value, serialized, stale = await cache._read(full, cache._stats.family(key))
+                    value, serialized, stale = await host.read(full, host.family(key))
                     if value is not MISS and not stale:
                         return value, serialized
                     return await self._fetch_and_store(full, key, fetch, args)
@@ -164,26 +183,26 @@ class Flights:
                 break
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, _MAX_POLL) * (0.75 + secrets.randbelow(50) / 100)
-            value, serialized, stale = await cache._read(full, cache._stats.family(key))
+            value, serialized, stale = await host.read(full, host.family(key))
             if value is not MISS and not stale:
                 return value, serialized
         return await self._fetch_and_store(full, key, fetch, args)
 
     def _lease_key(self, key: str) -> str:
-        cache = self._cache
-        lease = cache.prefix + LEASE_PREFIX + key
-        if len(lease.encode("utf-8", "surrogatepass")) > cache.kv.limits.max_key_bytes:
+        host = self._host
+        lease = host.prefix + LEASE_PREFIX + key
+        if len(lease.encode("utf-8", "surrogatepass")) > host.kv.limits.max_key_bytes:
             digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16)
-            lease = cache.prefix + LEASE_PREFIX + "#" + digest.hexdigest()
+            lease = host.prefix + LEASE_PREFIX + "#" + digest.hexdigest()
         return lease
 
     async def _acquire(self, lease: str, key: str) -> str | None:
         """Our lease value if we now hold the lease; "" if another does; None on store failure."""
-        cache = self._cache
-        kv = cache.kv
-        now = cache._clock()
-        mine = f"{secrets.token_hex(8)}|{now + cache.lock_timeout:.3f}"
-        store_ttl = max(math.ceil(cache.lock_timeout), kv.limits.min_expiration_ttl)
+        host = self._host
+        kv = host.kv
+        now = host.clock()
+        mine = f"{secrets.token_hex(8)}|{now + host.lock_timeout:.3f}"
+        store_ttl = max(math.ceil(host.lock_timeout), kv.limits.min_expiration_ttl)
         try:
             if await kv.put_if_absent(lease, mine, expiration_ttl=store_ttl):
                 return mine
@@ -194,15 +213,15 @@ class Flights:
                 if await kv.put_if_absent(lease, mine, expiration_ttl=store_ttl):
                     return mine
         except STORE_ERRORS as exc:
-            cache._failed("lease", exc, cache._stats.family(key))
+            host.failed("lease", exc, host.family(key))
             return None
         return ""
 
     async def _release(self, lease: str, mine: str, key: str) -> None:
         try:
-            await self._cache.kv.delete_if_equals(lease, mine)
+            await self._host.kv.delete_if_equals(lease, mine)
         except STORE_ERRORS as exc:
-            self._cache._failed("lease release", exc, self._cache._stats.family(key))
+            self._host.failed("lease release", exc, self._host.family(key))
 
 
 def _lease_deadline(value: str) -> float:

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from ._cli_bulkfile import json_type
-from ._cli_common import Target, fail, pass_target, read_bytes, run, target_options, write_json
-from .kv import KVEntry, KVStore
+from ..kv import KVEntry, KVStore
+from ._bulkfile import json_type
+from ._common import Target, fail, pass_target, read_bytes, run, target_options, write_json
 
 __all__ = ["key"]
 
