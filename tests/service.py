@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ import httpx
 import uvicorn
 
 from kvcache.app import Settings, build_app
-from kvcache.shopify import sign
+from kvcache.shopify.webhooks import signed_headers as shopify_headers
 from redis_server import free_port
 
 __all__ = ["SECRET", "Server", "deliver", "running", "settings_for", "signed_headers"]
@@ -90,16 +89,7 @@ def signed_headers(
     secret: str = SECRET,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    headers = {
-        "Content-Type": "application/json",
-        "X-Shopify-Topic": topic,
-        "X-Shopify-Hmac-Sha256": sign(body, secret),
-        "X-Shopify-Shop-Domain": shop,
-        "X-Shopify-API-Version": "2025-07",
-        "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
-        "X-Shopify-Event-Id": str(uuid.uuid4()),
-        "X-Shopify-Triggered-At": "2026-01-01T00:00:00.000000000Z",
-    }
+    headers = shopify_headers(body, topic, shop, secret, webhook_id=webhook_id)
     headers.update(extra or {})
     return headers
 

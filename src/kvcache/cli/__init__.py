@@ -19,6 +19,8 @@ from .. import __version__
 from ._common import target_options
 from .bulk import bulk
 from .key import key
+from .serve import serve
+from .webhook import webhook
 
 __all__ = ["cli", "main"]
 
@@ -27,7 +29,8 @@ __all__ = ["cli", "main"]
 @click.version_option(__version__, "--version", "-V", prog_name="kvcache")
 @target_options(envvars=True)
 def cli() -> None:
-    """Workers-KV stores from the command line, modelled on `wrangler kv`."""
+    """Workers-KV stores from the command line (modelled on `wrangler kv`) and the webhook
+    service (`kvcache serve`, `kvcache webhook trigger|list|replay`)."""
 
 
 @cli.group()
@@ -37,6 +40,8 @@ def kv() -> None:
 
 kv.add_command(key)
 kv.add_command(bulk)
+cli.add_command(serve)
+cli.add_command(webhook)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

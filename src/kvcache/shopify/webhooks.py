@@ -19,8 +19,10 @@ import hmac
 import inspect
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "Webhooks",
     "parse_delivery",
     "sign",
+    "signed_headers",
     "verify_hmac",
 ]
 
@@ -69,6 +72,29 @@ def sign(body: bytes, secret: str) -> str:
     """The `X-Shopify-Hmac-Sha256` value Shopify sends for `body` signed with `secret`."""
     digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
     return base64.b64encode(digest).decode("ascii")
+
+
+def signed_headers(
+    body: bytes,
+    topic: str,
+    shop: str,
+    secret: str,
+    *,
+    webhook_id: str | None = None,
+    event_id: str | None = None,
+    api_version: str = "2025-07",
+) -> dict[str, str]:
+    """The headers Shopify sends with `body`: signed, with fresh ids unless given."""
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": sign(body, secret),
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-API-Version": api_version,
+        "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
+        "X-Shopify-Event-Id": event_id or str(uuid.uuid4()),
+        "X-Shopify-Triggered-At": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
 
 
 def verify_hmac(body: bytes, header: str | None, secrets: Iterable[str]) -> bool:
