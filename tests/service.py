@@ -7,7 +7,12 @@ loop drives it over HTTP with httpx, as Shopify would); `signed_headers` and
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -22,10 +27,20 @@ from kvcache.app import Settings, build_app
 from kvcache.shopify.webhooks import signed_headers as shopify_headers
 from redis_server import free_port
 
-__all__ = ["SECRET", "Server", "deliver", "running", "settings_for", "signed_headers"]
+__all__ = [
+    "SECRET",
+    "ServeProcess",
+    "Server",
+    "deliver",
+    "running",
+    "serving",
+    "settings_for",
+    "signed_headers",
+]
 
 SECRET = "shpss_test_secret"
 START_TIMEOUT = 20.0
+TESTS = str(Path(__file__).resolve().parent)
 
 
 def settings_for(directory: Path, **changes: Any) -> Settings:
@@ -108,3 +123,80 @@ async def deliver(
     body = json.dumps(payload).encode()
     headers = signed_headers(body, topic, shop, webhook_id=webhook_id, secret=secret, extra=extra)
     return await client.post(path, content=body, headers=headers)
+
+
+class ServeProcess:
+    """`python -m kvcache serve` in its own process group, on a free port.
+
+    `environ` adds to the environment (settings, handler options); the tests
+    directory is on PYTHONPATH so `--handlers webhook_handlers` imports.
+    """
+
+    def __init__(self, directory: Path, environ: Mapping[str, str], *, workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.directory = directory
+        self.log = directory / "serve.log"
+        env = dict(os.environ)
+        env.update(environ)
+        env["PYTHONPATH"] = os.pathsep.join([TESTS, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.command = [sys.executable, "-m", "kvcache", "serve", "--port", str(self.port)]
+        self.command += ["--workers", str(workers), "--log-level", "warning"]
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServeProcess:
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=self.directory,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT * 3
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"kvcache serve did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def worker_pids(self) -> list[int]:
+        """The uvicorn worker processes (children of the serve process)."""
+        assert self.process is not None
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children]
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextmanager
+def serving(
+    directory: Path, environ: Mapping[str, str], *, workers: int = 1
+) -> Iterator[ServeProcess]:
+    server = ServeProcess(directory, environ, workers=workers).start()
+    try:
+        yield server
+    finally:
+        server.stop()

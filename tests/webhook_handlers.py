@@ -2,8 +2,9 @@
 
 `orders/create` does what its payload asks: `sleep` seconds, `fail_first` (the
 first run of each webhook id raises), `fail_rate` (that share of first runs
-raise, chosen by the id's hash, so every process agrees). Each run appends one
-line to $KVCACHE_TEST_DIR/runs.log ("start|done|fail <webhook id> <pid> <run>")
+raise, chosen by the id's hash, so every process agrees), `hang_first` (the
+first run never returns). Each run appends one line to
+$KVCACHE_TEST_DIR/runs.log ("start|hang|done|fail <webhook id> <pid> <run>")
 with O_APPEND, so the log is the ground truth of what ran, in every process.
 """
 
@@ -66,6 +67,9 @@ def register(webhooks: Webhooks) -> None:
         run = uuid.uuid4().hex
         payload = delivery.payload
         log_line("start", delivery.webhook_id, run)
+        if payload.get("hang_first") and first_run("hang:" + delivery.webhook_id):
+            log_line("hang", delivery.webhook_id, run)
+            await asyncio.sleep(3600)  # until the test kills this worker
         await asyncio.sleep(float(payload.get("sleep", 0)))
         failing = payload.get("fail_first") or fails(
             delivery.webhook_id, float(payload.get("fail_rate", 0))
