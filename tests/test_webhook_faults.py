@@ -20,6 +20,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -81,6 +82,18 @@ async def kill_the_trap_worker(directory: Path, trap: str, server: ServeProcess)
     raise AssertionError("the trap delivery never reached a handler")
 
 
+async def read_log(client: httpx.AsyncClient, url: str, rows: int) -> dict[str, Any]:
+    """The delivery log once every worker has written its last batch (a hang guard bounds it)."""
+    for _ in range(100):
+        log: dict[str, Any] = (
+            await client.get(f"{url}/api/webhooks", params={"limit": 1000})
+        ).json()
+        if len(log["deliveries"]) >= rows:
+            break
+        await asyncio.sleep(0.05)
+    return log
+
+
 async def stored_runs(store: str, ids: list[str]) -> dict[str, str]:
     """The run each delivery's completed claim recorded (through Idempotency's API)."""
     limits = Limits(min_expiration_ttl=1)
@@ -125,7 +138,7 @@ async def exercise(tmp_path: Path, store: str) -> None:
                 *(sender.send(webhook_id, bodies[webhook_id]) for webhook_id in copies)
             )
             killed = await killer
-            log = (await client.get(f"{server.url}/api/webhooks", params={"limit": 1000})).json()
+            log = await read_log(client, server.url, DELIVERIES)
 
     # None lost: every copy of every delivery was acknowledged.
     assert all(delivered), Counter(a for seen in sender.answers.values() for a in seen)
