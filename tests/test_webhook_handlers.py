@@ -213,3 +213,14 @@ async def test_invalidation_fails_when_the_store_is_down(durable_redis: RedisSer
             await forget_customer(cache, SHOP, None, ["c@example.com"])
         with pytest.raises(kvcache.KVBackendError):
             await purge_shop(cache, SHOP)
+
+
+def test_without_a_token_admin_routes_answer_loopback_only(server: Server) -> None:
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 (a reverse proxy on the host), so this
+    # is how a remote client reaches the service through one.
+    remote = {"X-Forwarded-For": "203.0.113.5"}
+    with httpx.Client(base_url=server.url) as client:
+        for path in ("/api/webhooks", "/api/cache/stats", "/metrics"):
+            assert client.get(path, headers=remote).status_code == 403
+            assert client.get(path).status_code == 200
+        assert client.get("/healthz", headers=remote).status_code == 200
