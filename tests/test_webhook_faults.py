@@ -72,13 +72,21 @@ class Sender:
 
 async def kill_the_trap_worker(directory: Path, trap: str, server: ServeProcess) -> int:
     """Wait for the trap's first run to hang in a worker, then SIGKILL that worker."""
-    for _ in range(6000):
-        for kind, webhook_id, pid, _ in read_runs(directory):
+    seen = 0
+    for _ in range(3000):
+        await asyncio.sleep(0.02)
+        if not (directory / "runs.log").exists():
+            continue
+        with (directory / "runs.log").open("rb") as log:  # only what was appended since
+            log.seek(seen)
+            lines = log.read().rpartition(b"\n")[0]
+            seen += len(lines) + 1 if lines else 0
+        for line in lines.decode().splitlines():
+            kind, webhook_id, pid, _ = line.split()
             if kind == "hang" and webhook_id == trap:
-                assert pid in server.worker_pids()
-                os.kill(pid, signal.SIGKILL)
-                return pid
-        await asyncio.sleep(0.01)
+                assert int(pid) in server.worker_pids()
+                os.kill(int(pid), signal.SIGKILL)
+                return int(pid)
     raise AssertionError("the trap delivery never reached a handler")
 
 

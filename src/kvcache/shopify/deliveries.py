@@ -36,7 +36,7 @@ _REPORTS_ONLY = ("duplicate", "in_progress")
 _TERMINAL = ("processed", "conflict")
 MAX_PAGE = 1000
 #: Seconds the writer waits to gather a batch; the most rows it keeps after a failure.
-FLUSH_DELAY = 0.01
+FLUSH_DELAY = 0.05
 MAX_PENDING = 50_000
 
 logger = logging.getLogger(__name__)
