@@ -156,7 +156,7 @@ def test_settings_environment_over_file(tmp_path: Path, monkeypatch: pytest.Monk
     config = tmp_path / "kvcache.toml"
     config.write_text(
         'shopify_api_secret = ["old", "new"]\nstore = "memory://"\nhandlers = ["a.b"]\n'
-        "webhook_lease_ttl = 45\n"
+        'webhook_lease_ttl = 45\n[kv.bindings.CACHE]\nnamespace = "CACHE"\n'  # the CLI's table
     )
     settings = load_settings(config, environ={"KVCACHE_STORE": "sqlite:///x.db"})
     assert settings.api_secrets == ("old", "new") and settings.store == "sqlite:///x.db"
