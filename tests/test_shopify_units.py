@@ -186,3 +186,12 @@ def test_bad_settings_files(tmp_path: Path, text: str, message: str) -> None:
         load_settings(config, environ={})
     with pytest.raises(SettingsError, match="cannot read"):
         load_settings(tmp_path / "missing.toml", environ={})
+
+
+def test_the_sync_cache_takes_the_family_function_too() -> None:
+    import kvcache.sync
+
+    with kvcache.sync.open_kv("memory://") as kv:
+        cache = kvcache.sync.Cache(kv, family=keys.family)
+        cache.set(keys.customer_id_key(SHOP, 7), {"id": 7})
+        assert set(cache.stats().by_family) == {"customer:id"}
