@@ -53,8 +53,9 @@ class Cache:
     families). `local_ttl` adds an in-process LRU tier of `local_maxsize` keys.
     `jitter` (0 to <1) shortens each TTL by a random fraction up to it, so keys
     written together do not expire together. `lock_timeout` bounds how long
-    `get_or_set(lock=True)` waits for another process's fetch. The cache borrows
-    `kv`: `close()` leaves it open.
+    `get_or_set(lock=True)` waits for another process's fetch. `family` maps a
+    key to its statistics family (default: the key without its last `:` segment).
+    The cache borrows `kv`: `close()` leaves it open.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class Cache:
         jitter: float = 0.0,
         lock_timeout: float = 10.0,
         breaker: CircuitBreaker | None = None,
+        family: Callable[[str], str] | None = None,
     ) -> None:
         if not isinstance(kv, KVStore):
             raise TypeError(f"kv must be a KVStore (see kvcache.open_kv), not {type(kv).__name__}")
@@ -94,7 +96,9 @@ class Cache:
         self._read_type = "bytes" if self._binary else "text"
         self._loads = serializer.loads
         self._ttl = TTLPolicy(kv.limits, jitter=jitter)
-        self._stats = StatsRecorder()
+        if family is not None and not callable(family):
+            raise TypeError(f"family must be callable, not {type(family).__name__}")
+        self._stats = StatsRecorder(family=family)
         self._by_key = self._stats.by_key
         self._breaker = breaker if breaker is not None else CircuitBreaker()
         self._local: LocalTier | None = None

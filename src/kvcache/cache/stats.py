@@ -11,7 +11,7 @@ Export: `CacheStats.as_dict()` for JSON, and `register_prometheus(cache)` or
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -109,11 +109,23 @@ class CacheStats(FamilyStats):
 
 
 class StatsRecorder:
-    """Per-family `Counters`, created on first use and capped at `max_families`."""
+    """Per-family `Counters`, created on first use and capped at `max_families`.
 
-    def __init__(self, *, max_families: int = 1000, max_keys: int = 10_000) -> None:
+    `family` maps a key to its family name (default `family_of`); a key scheme
+    with a tenant or id before the family (`shop:{shop}:customer:email:...`)
+    passes its own, so no family name carries the tenant.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_families: int = 1000,
+        max_keys: int = 10_000,
+        family: Callable[[str], str] | None = None,
+    ) -> None:
         self.max_families = max_families
         self.max_keys = max_keys
+        self._family_of = family if family is not None else family_of
         self._families: dict[str, Counters] = {}
         #: key -> its family's counters: the hot path's shortcut
         #: (`by_key.get(key) or family(key)`), emptied whenever it reaches `max_keys`.
@@ -123,7 +135,7 @@ class StatsRecorder:
         """The counters a key (without the cache prefix) counts under."""
         counters = self.by_key.get(key)
         if counters is None:
-            name = family_of(key)
+            name = self._family_of(key)
             counters = self._families.get(name)
             if counters is None:
                 counters = self._new_family(name)
