@@ -6,11 +6,18 @@ from .cache import JSON, Cache, CacheStats, CacheTTLWarning, CircuitBreaker, Fam
 from .errors import (
     AlreadyInProgress,
     ClaimLost,
+    CustomerCreationError,
+    GraphQLError,
     IdempotencyError,
     KVBackendError,
     KVConfigError,
     KVError,
     KVValidationError,
+    ShopifyAuthError,
+    ShopifyError,
+    ShopifyHTTPError,
+    ShopifyUnavailable,
+    ShopNotFound,
 )
 from .idempotency import Claim, Idempotency, Outcome
 from .kv import KeyInfo, KVEntry, KVStore, Limits, ListPage, OpenKV, open_kv
@@ -25,7 +32,9 @@ __all__ = [
     "CircuitBreaker",
     "Claim",
     "ClaimLost",
+    "CustomerCreationError",
     "FamilyStats",
+    "GraphQLError",
     "Idempotency",
     "IdempotencyError",
     "JSON",
@@ -41,6 +50,11 @@ __all__ = [
     "OpenKV",
     "Outcome",
     "Serializer",
+    "ShopNotFound",
+    "ShopifyAuthError",
+    "ShopifyError",
+    "ShopifyHTTPError",
+    "ShopifyUnavailable",
     "__version__",
     "open_kv",
 ]
