@@ -20,6 +20,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -71,14 +72,34 @@ class Sender:
 
 async def kill_the_trap_worker(directory: Path, trap: str, server: ServeProcess) -> int:
     """Wait for the trap's first run to hang in a worker, then SIGKILL that worker."""
-    for _ in range(6000):
-        for kind, webhook_id, pid, _ in read_runs(directory):
+    seen = 0
+    for _ in range(3000):
+        await asyncio.sleep(0.02)
+        if not (directory / "runs.log").exists():
+            continue
+        with (directory / "runs.log").open("rb") as log:  # only what was appended since
+            log.seek(seen)
+            lines = log.read().rpartition(b"\n")[0]
+            seen += len(lines) + 1 if lines else 0
+        for line in lines.decode().splitlines():
+            kind, webhook_id, pid, _ = line.split()
             if kind == "hang" and webhook_id == trap:
-                assert pid in server.worker_pids()
-                os.kill(pid, signal.SIGKILL)
-                return pid
-        await asyncio.sleep(0.01)
+                assert int(pid) in server.worker_pids()
+                os.kill(int(pid), signal.SIGKILL)
+                return int(pid)
     raise AssertionError("the trap delivery never reached a handler")
+
+
+async def read_log(client: httpx.AsyncClient, url: str, rows: int) -> dict[str, Any]:
+    """The delivery log once every worker has written its last batch (a hang guard bounds it)."""
+    for _ in range(100):
+        log: dict[str, Any] = (
+            await client.get(f"{url}/api/webhooks", params={"limit": 1000})
+        ).json()
+        if len(log["deliveries"]) >= rows:
+            break
+        await asyncio.sleep(0.05)
+    return log
 
 
 async def stored_runs(store: str, ids: list[str]) -> dict[str, str]:
@@ -125,7 +146,7 @@ async def exercise(tmp_path: Path, store: str) -> None:
                 *(sender.send(webhook_id, bodies[webhook_id]) for webhook_id in copies)
             )
             killed = await killer
-            log = (await client.get(f"{server.url}/api/webhooks", params={"limit": 1000})).json()
+            log = await read_log(client, server.url, DELIVERIES)
 
     # None lost: every copy of every delivery was acknowledged.
     assert all(delivered), Counter(a for seen in sender.answers.values() for a in seen)

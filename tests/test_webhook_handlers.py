@@ -19,7 +19,7 @@ from kvcache import Cache, KVStore
 from kvcache.shopify import keys
 from kvcache.shopify.db import open_database
 from kvcache.shopify.deliveries import DeliveryLog
-from kvcache.shopify.invalidation import cache_customer
+from kvcache.shopify.invalidation import cache_customer, forget_customer, purge_shop
 from redis_server import RedisServer
 from service import Server, deliver, running, settings_for
 from webhook_handlers import DIR_ENV, read_runs
@@ -200,3 +200,27 @@ def test_admin_token_is_required_when_set(tmp_path: Path) -> None:
                 good = client.get(path, headers={"Authorization": "Bearer s3cret"})
                 assert good.status_code == 200
             assert client.get("/healthz").status_code == 200
+
+
+async def test_invalidation_fails_when_the_store_is_down(durable_redis: RedisServer) -> None:
+    """The cache fails open, but an invalidation that did not happen must not pass."""
+    async with kvcache.open_kv(durable_redis.url, namespace="CACHE") as kv:
+        cache = Cache(kv, family=keys.family)
+        await cache_customer(cache, SHOP, {"id": 3, "email": "c@example.com"}, ttl=3600)
+        assert await forget_customer(cache, SHOP, 3, ["c@example.com"]) == 3
+        durable_redis.kill()
+        with pytest.raises(kvcache.KVBackendError):
+            await forget_customer(cache, SHOP, None, ["c@example.com"])
+        with pytest.raises(kvcache.KVBackendError):
+            await purge_shop(cache, SHOP)
+
+
+def test_without_a_token_admin_routes_answer_loopback_only(server: Server) -> None:
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 (a reverse proxy on the host), so this
+    # is how a remote client reaches the service through one.
+    remote = {"X-Forwarded-For": "203.0.113.5"}
+    with httpx.Client(base_url=server.url) as client:
+        for path in ("/api/webhooks", "/api/cache/stats", "/metrics"):
+            assert client.get(path, headers=remote).status_code == 403
+            assert client.get(path).status_code == 200
+        assert client.get("/healthz", headers=remote).status_code == 200

@@ -1,8 +1,8 @@
 """`build_app(settings)`: the Starlette application of `kvcache serve`.
 
 The lifespan opens the service (stores, database, handlers), keeps a small
-housekeeping task (cache counters into the summed metrics every second, the
-delivery log pruned every hour) and closes everything on shutdown.
+housekeeping task (cache counters into the summed metrics every PUSH_EVERY
+seconds, the delivery log pruned every hour) and closes everything on shutdown.
 `create_app()` is the factory uvicorn's worker processes call.
 """
 
@@ -28,7 +28,7 @@ __all__ = ["build_app", "create_app"]
 
 logger = logging.getLogger(__name__)
 
-PUSH_EVERY = 1.0
+PUSH_EVERY = 0.25
 PRUNE_EVERY = 3600.0
 
 

@@ -8,7 +8,7 @@ Under `kvcache serve` each worker writes its values to prometheus_client's
 multiprocess files (PROMETHEUS_MULTIPROC_DIR, set before the workers start) and
 any worker answers with the sum. The cache keeps its counters in process, so
 each worker adds the growth since its last push to the Prometheus counters
-(`push_cache`, after every webhook and before every read): `/api/cache/stats`
+(`push_cache`, a few times a second and before every read): `/api/cache/stats`
 is then computed from the same summed samples.
 """
 

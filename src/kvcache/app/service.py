@@ -83,6 +83,7 @@ class Service:
             raise
         cache = Cache(cache_store, family=keys.family)
         log = DeliveryLog(engine, clock=clock)
+        log.start()
         context = HandlerContext(cache=cache, log=log, clock=clock)
         processor = WebhookProcessor(settings.api_secrets, webhooks, idempotency, context, log)
         return cls(settings, cache_store, claim_store, cache, log, processor, webhooks)
@@ -93,6 +94,7 @@ class Service:
 
     async def close(self) -> None:
         await self.cache.close()
+        await self.log.close()
         await self.cache_store.close()
         await self.claim_store.close()
         await self.log.engine.dispose()

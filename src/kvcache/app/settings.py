@@ -22,7 +22,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ class Settings:
     webhook_lease_ttl: int = 30
     webhook_result_ttl: int = 86_400
     webhook_log_retention: int = 7 * 86_400
-    metrics_dir: str | None = field(default=None)
 
     def __post_init__(self) -> None:
         if not self.api_secrets or not all(isinstance(s, str) and s for s in self.api_secrets):

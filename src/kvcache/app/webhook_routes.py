@@ -33,7 +33,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _respond(state: State, answer: Answer) -> Response:
     seconds = answer.seconds if answer.outcome in ("processed", "failed") else None
     state.metrics.observe(answer.topic, answer.outcome, seconds)
-    state.push_cache()
     return JSONResponse(answer.as_json(), status_code=answer.status, headers=answer.headers)
 
 

@@ -4,17 +4,25 @@ An attempt that only reports on the delivery (`duplicate`, `in_progress`) adds
 to `attempts` and leaves the outcome; a `failed` attempt never overwrites a
 delivery already processed (a slow failure racing a faster retry). The body is
 kept only while the delivery is failed, so `replay` can run it again.
+
+Once `start()`ed, attempts are written by a background task in batches, one
+transaction per FLUSH_DELAY (a synchronous upsert per request cost several
+times the rest of the request); reads of this process flush first, `close()`
+flushes the rest. The claims in the store, not this log, decide what runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, literal, select
+from sqlalchemy import and_, case, delete, func, literal, literal_column, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +35,11 @@ OUTCOMES = ("processed", "duplicate", "in_progress", "failed", "rejected", "igno
 _REPORTS_ONLY = ("duplicate", "in_progress")
 _TERMINAL = ("processed", "conflict")
 MAX_PAGE = 1000
+#: Seconds the writer waits to gather a batch; the most rows it keeps after a failure.
+FLUSH_DELAY = 0.05
+MAX_PENDING = 50_000
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,76 @@ class DeliveryLog:
         self.clock = clock
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._upsert = self._upsert_statement()
+        self._pending: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        """Write attempts from a background task from now on (call inside the event loop)."""
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_batches())
+
+    async def close(self) -> None:
+        """Stop the writer and write what is pending."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        await self.flush()
+
+    async def _write_batches(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(FLUSH_DELAY)
+            try:
+                await self.flush()
+            except Exception as exc:
+                logger.warning("could not write %d delivery-log rows: %s", len(self._pending), exc)
+                await asyncio.sleep(1.0)
+
+    async def flush(self) -> None:
+        """Write every pending attempt, in order, in one transaction."""
+        async with self._lock:
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(self._upsert, batch)
+            except BaseException:
+                self._pending[:0] = batch[-MAX_PENDING:]  # kept for the next try
+                raise
+
+    def _upsert_statement(self) -> Any:
+        """INSERT ... ON CONFLICT (shop, webhook_id) DO UPDATE, built once, run with values."""
+        stmt = self._insert(deliveries)
+        new = stmt.excluded
+        c = deliveries.c
+
+        # Constants inlined: executemany() refuses expanding IN parameters.
+        def one_of(column: Any, names: tuple[str, ...]) -> Any:
+            return or_(*(column == literal_column(f"'{name}'") for name in names))
+
+        keep = one_of(new.outcome, _REPORTS_ONLY) | (
+            one_of(c.outcome, _TERMINAL) & one_of(new.outcome, ("failed",))
+        )
+        return stmt.on_conflict_do_update(
+            index_elements=[c.shop, c.webhook_id],
+            set_={
+                "attempts": c.attempts + 1,
+                "updated_at": new.updated_at,
+                "outcome": case((keep, c.outcome), else_=new.outcome),
+                "duration_ms": case((keep, c.duration_ms), else_=new.duration_ms),
+                "error": case((keep, c.error), else_=new.error),
+                "body": case((keep, c.body), else_=new.body),
+                "body_sha256": case((keep, c.body_sha256), else_=new.body_sha256),
+                "event_id": func.coalesce(c.event_id, new.event_id),
+            },
+        )
 
     async def record(
         self,
@@ -97,7 +180,7 @@ class DeliveryLog:
         duration: float | None = None,
         error: str | None = None,
     ) -> None:
-        """Upsert the delivery's row for one attempt with `outcome`."""
+        """Upsert the delivery's row for one attempt (soon, once `start()`ed)."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
         now = self.clock()
@@ -118,27 +201,11 @@ class DeliveryLog:
             "body": delivery.body if outcome == "failed" else None,
             "subject": subject_of(delivery),
         }
-        stmt = self._insert(deliveries).values(**values)
-        new = stmt.excluded
-        c = deliveries.c
-        keep = (new.outcome.in_(_REPORTS_ONLY)) | (
-            c.outcome.in_(_TERMINAL) & (new.outcome == literal("failed"))
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[c.shop, c.webhook_id],
-            set_={
-                "attempts": c.attempts + 1,
-                "updated_at": new.updated_at,
-                "outcome": case((keep, c.outcome), else_=new.outcome),
-                "duration_ms": case((keep, c.duration_ms), else_=new.duration_ms),
-                "error": case((keep, c.error), else_=new.error),
-                "body": case((keep, c.body), else_=new.body),
-                "body_sha256": case((keep, c.body_sha256), else_=new.body_sha256),
-                "event_id": func.coalesce(c.event_id, new.event_id),
-            },
-        )
-        async with self.engine.begin() as conn:
-            await conn.execute(stmt)
+        self._pending.append(values)
+        if self._writer is None:
+            await self.flush()
+        else:
+            self._wake.set()
 
     async def page(
         self,
@@ -150,6 +217,7 @@ class DeliveryLog:
         cursor: int | None = None,
     ) -> tuple[list[DeliveryRow], int | None]:
         """Newest first; returns (rows, cursor of the next page or None)."""
+        await self.flush()
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be an int from 1 to {MAX_PAGE}")
         c = deliveries.c
@@ -174,6 +242,7 @@ class DeliveryLog:
         self, webhook_id: str, shop: str | None = None
     ) -> list[tuple[DeliveryRow, bytes | None]]:
         """Every row with this webhook id (one per shop), with its stored body."""
+        await self.flush()
         c = deliveries.c
         query = select(*_ROW_COLUMNS, c.body).where(c.webhook_id == webhook_id)
         if shop is not None:
@@ -201,6 +270,7 @@ class DeliveryLog:
 
     async def prune(self, older_than: float) -> int:
         """Delete rows last touched more than `older_than` seconds ago; returns how many."""
+        await self.flush()
         cutoff = self.clock() - older_than
         async with self.engine.begin() as conn:
             result = await conn.execute(delete(deliveries).where(deliveries.c.updated_at < cutoff))
@@ -210,6 +280,7 @@ class DeliveryLog:
         self, shop: str, customer: str | None = None, *, keep: str | None = None
     ) -> int:
         """Delete a customer's rows (or all the shop's), data requests too, except `keep`'s row."""
+        await self.flush()
         c = deliveries.c
         stmt = delete(deliveries).where(c.shop == shop)
         if customer is not None:
