@@ -124,7 +124,8 @@ class GraphQLError(ShopifyError):
 
 
 class CustomerCreationError(ShopifyError):
-    """customerCreate refused the input: the first user error's `field` and `message`.
+    """customerCreate refused the input (or kvcache did, before sending it): the first
+    user error's `field` and `message`.
 
     `errors` holds every user error as Shopify sent it (`{"field": [...], "message": ...}`).
     """

@@ -4,6 +4,7 @@
     KVCACHE_DATABASE_URL             SQLAlchemy URL of the app database
     SHOPIFY_API_SECRET               the app's client secret; comma-separated, all verify
     KVCACHE_ADMIN_TOKEN              bearer token of /api/* and /metrics (unset: loopback only)
+    KVCACHE_SECRET_KEY               Fernet key(s) of shop tokens stored in the database
     KVCACHE_HANDLERS                 comma-separated modules with register(webhooks)
     KVCACHE_WEBHOOK_BODY_LIMIT       bytes (1 MiB)
     KVCACHE_WEBHOOK_LEASE_TTL        seconds a claim outlives a dead worker (30)
@@ -22,7 +23,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class Settings:
     webhook_lease_ttl: int = 30
     webhook_result_ttl: int = 86_400
     webhook_log_retention: int = 7 * 86_400
+    secret_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.api_secrets or not all(isinstance(s, str) and s for s in self.api_secrets):
@@ -89,6 +91,7 @@ _ENV = {
     "database_url": "KVCACHE_DATABASE_URL",
     "api_secrets": "SHOPIFY_API_SECRET",
     "admin_token": "KVCACHE_ADMIN_TOKEN",
+    "secret_key": "KVCACHE_SECRET_KEY",
     "handlers": "KVCACHE_HANDLERS",
     "webhook_body_limit": "KVCACHE_WEBHOOK_BODY_LIMIT",
     "webhook_lease_ttl": "KVCACHE_WEBHOOK_LEASE_TTL",

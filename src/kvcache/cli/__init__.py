@@ -20,6 +20,8 @@ from ._common import target_options
 from .bulk import bulk
 from .key import key
 from .serve import serve
+from .shop import shop
+from .shopify import shopify
 from .webhook import webhook
 
 __all__ = ["cli", "main"]
@@ -29,8 +31,9 @@ __all__ = ["cli", "main"]
 @click.version_option(__version__, "--version", "-V", prog_name="kvcache")
 @target_options(envvars=True)
 def cli() -> None:
-    """Workers-KV stores from the command line (modelled on `wrangler kv`) and the webhook
-    service (`kvcache serve`, `kvcache webhook trigger|list|replay`)."""
+    """Workers-KV stores from the command line (modelled on `wrangler kv`), the webhook
+    service (`kvcache serve`, `kvcache webhook trigger|list|replay`), its shops
+    (`kvcache shop add|list|remove`) and a local Shopify (`kvcache shopify emulate`)."""
 
 
 @cli.group()
@@ -42,6 +45,8 @@ kv.add_command(key)
 kv.add_command(bulk)
 cli.add_command(serve)
 cli.add_command(webhook)
+cli.add_command(shop)
+cli.add_command(shopify)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -49,6 +49,7 @@ def _prepare(target: Target, config: str | None, handlers: tuple[str, ...]) -> s
     from ..app.service import load_handlers
     from ..app.settings import load_settings
     from ..shopify.db import migrate, open_database
+    from ..shopify.shops import load_secret_key
     from ..shopify.webhooks import Webhooks
 
     async def upgrade(url: str) -> None:
@@ -62,6 +63,7 @@ def _prepare(target: Target, config: str | None, handlers: tuple[str, ...]) -> s
         settings = load_settings(config, store=target.store)
         settings = settings.replace(handlers=settings.handlers + handlers)
         load_handlers(Webhooks(), settings.handlers)
+        load_secret_key(settings.secret_key)
         asyncio.run(upgrade(settings.database_url))
     except (KVError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None
