@@ -70,7 +70,12 @@ async def test_a_long_retry_after_is_handed_to_the_caller(
     async with client_for(emulator, clock, sleep, max_wait=30) as admin:
         with pytest.raises(ShopifyUnavailable) as caught:
             await admin.execute(SEARCH, {"q": "email:bob@example.com"})
-    assert caught.value.retry_after == 120.0
+        assert caught.value.retry_after == 120.0
+        # Every later call of the shop is told at once, for the rest of the pause.
+        clock.advance(20)
+        with pytest.raises(ShopifyUnavailable) as later:
+            await admin.execute(SEARCH, {"q": "email:bob@example.com"})
+        assert later.value.retry_after == 100.0
     assert emulator.calls == 1 and sleep.calls == []
 
 

@@ -88,7 +88,8 @@ class Service:
         cache = Cache(cache_store, family=keys.family)
         log = DeliveryLog(engine, clock=clock)
         log.start()
-        origins = Origins(engine, cache, shops, clock=clock)
+        admin_options = {"retries": settings.shopify_retries}
+        origins = Origins(engine, cache, shops, admin_options=admin_options, clock=clock)
         context = HandlerContext(cache=cache, log=log, clock=clock, shops=shops)
         processor = WebhookProcessor(settings.api_secrets, webhooks, idempotency, context, log)
         return cls(settings, cache_store, claim_store, cache, log, processor, webhooks, origins)

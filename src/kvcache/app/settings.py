@@ -10,6 +10,7 @@
     KVCACHE_WEBHOOK_LEASE_TTL        seconds a claim outlives a dead worker (30)
     KVCACHE_WEBHOOK_RESULT_TTL       seconds a completed delivery answers duplicates (86400)
     KVCACHE_WEBHOOK_LOG_RETENTION    seconds the delivery log keeps a row (7 days)
+    KVCACHE_SHOPIFY_RETRIES          retries of one Admin API call that was throttled or failed (5)
 
 The TOML file uses the same names in lower case without the prefix (`store`,
 `database_url`, `shopify_api_secret` as a string or list, `admin_token`,
@@ -54,6 +55,7 @@ class Settings:
     webhook_lease_ttl: int = 30
     webhook_result_ttl: int = 86_400
     webhook_log_retention: int = 7 * 86_400
+    shopify_retries: int = 5
     secret_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +69,7 @@ class Settings:
             "webhook_lease_ttl",
             "webhook_result_ttl",
             "webhook_log_retention",
+            "shopify_retries",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -97,10 +100,17 @@ _ENV = {
     "webhook_lease_ttl": "KVCACHE_WEBHOOK_LEASE_TTL",
     "webhook_result_ttl": "KVCACHE_WEBHOOK_RESULT_TTL",
     "webhook_log_retention": "KVCACHE_WEBHOOK_LOG_RETENTION",
+    "shopify_retries": "KVCACHE_SHOPIFY_RETRIES",
 }
 _TOML = {name: name for name in _ENV} | {"api_secrets": "shopify_api_secret"}
 _LISTS = ("api_secrets", "handlers")
-_INTS = ("webhook_body_limit", "webhook_lease_ttl", "webhook_result_ttl", "webhook_log_retention")
+_INTS = (
+    "webhook_body_limit",
+    "webhook_lease_ttl",
+    "webhook_result_ttl",
+    "webhook_log_retention",
+    "shopify_retries",
+)
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -201,6 +201,13 @@ class AdminClient:
         )
 
     async def _attempt(self, query: str, body: dict[str, Any], estimate: float) -> GraphQLResponse:
+        paused = self.budget.paused_for()
+        if paused > self.max_wait:
+            raise ShopifyUnavailable(
+                f"{self.shop}: Shopify asked to wait {paused:.0f} s more",
+                shop=self.shop,
+                retry_after=paused,
+            )
         await self.budget.reserve(estimate)
         status: ThrottleStatus | None = None
         try:

@@ -133,6 +133,10 @@ class CostBudget:
             if done is not None:
                 done.set()
 
+    def paused_for(self) -> float:
+        """Seconds left of a pause Shopify asked for (0 when none)."""
+        return max(0.0, self._paused_until - self._clock())
+
     def pause(self, seconds: float) -> None:
         """Shopify asked every caller to wait (`Retry-After`): nobody sends before then."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)

@@ -164,6 +164,11 @@ class ShopifyAdminEmulator:
         with self._lock:
             self._faults.extend(_Fault(status, retry_after, body) for _ in range(times))
 
+    def clear_faults(self) -> None:
+        """Forget the failures `fail_next` queued and no request used yet."""
+        with self._lock:
+            self._faults.clear()
+
     @property
     def calls(self) -> int:
         """GraphQL requests received, whatever was answered."""
