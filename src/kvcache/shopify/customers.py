@@ -1,7 +1,8 @@
 """The seed's CustomerRepository: customers by e-mail from the Admin API, cached per shop.
 
 `find_by_email(email)` normalises the address (strip, lower case) and reads
-`shop:{shop}:customer:email:{email}` through `Cache.get_or_set(lock=True)`: on a miss
+`shop:{shop}:customer:email:{email}` through `Cache.lookup(lock=True)` (get_or_set that
+also tells a hit from a fill, for the API's X-Cache): on a miss
 one caller per key asks Shopify (in this process, and across processes on an
 atomic store) while the others wait for its answer. The look-up is the exact
 `customerByIdentifier(identifier: {emailAddress:})` on API versions that have it
@@ -43,7 +44,6 @@ NOT_FOUND_TTL = 60
 MAX_EMAIL_CHARS = 254
 #: The index outlives the entries it points at, so no entry is ever orphaned.
 INDEX_GRACE = 300
-_MISS = object()
 
 _BY_IDENTIFIER = (
     "query CustomerByEmail($email: String!) "
@@ -145,9 +145,6 @@ class CustomerRepository:
         """`find_by_email`, also saying whether the answer came from the cache without waiting."""
         normal = check_email(email)
         key = keys.customer_email_key(self.shop, normal)
-        cached = await self.cache.get(key, _MISS)
-        if cached is not _MISS:
-            return Lookup(cached, True)
 
         async def fetch() -> dict[str, Any] | None:
             customer = await self._fetch(normal)
@@ -156,10 +153,10 @@ class CustomerRepository:
                 await self.cache.set(index, normal, ttl=self.ttl + INDEX_GRACE)
             return customer
 
-        customer = await self.cache.get_or_set(
+        customer, hit = await self.cache.lookup(
             key, fetch, ttl=self.ttl, negative_ttl=self.negative_ttl, lock=True
         )
-        return Lookup(customer, False)
+        return Lookup(customer, hit)
 
     async def _fetch(self, email: str) -> dict[str, Any] | None:
         if self._exact:
