@@ -36,7 +36,9 @@ pytestmark = pytest.mark.slow
 SHOP = "faults.myshopify.com"
 DELIVERIES, COPIES, WORKERS = 1000, 5, 4
 FAIL_RATE = 0.1
-LEASE = 3
+#: Longer than any handler run takes here, even on a loaded machine (a run that outlives
+#: its lease is taken over and runs twice, by design); short enough to keep the test quick.
+LEASE = 10
 IN_FLIGHT = 48
 #: Shopify's 8 retries over 4 hours, compressed about 1000 times (0.1 s to 12.8 s).
 RETRY_DELAYS = tuple(0.1 * 2**attempt for attempt in range(8))
@@ -154,7 +156,9 @@ async def exercise(tmp_path: Path, store: str) -> None:
     stored = await stored_runs(store, ids)
     done: dict[str, dict[str, int]] = defaultdict(dict)
     failed = set()
+    started: dict[str, set[int]] = defaultdict(set)
     for kind, webhook_id, pid, run in read_runs(tmp_path):
+        started[webhook_id].add(pid)
         if kind == "done":
             done[webhook_id][run] = pid
         elif kind == "fail":
@@ -168,7 +172,10 @@ async def exercise(tmp_path: Path, store: str) -> None:
         orphans += len(others)
         processed = [a for a in sender.answers[webhook_id] if a == (200, "processed")]
         assert len(processed) <= 1, (webhook_id, sender.answers[webhook_id])
-    assert failed == {webhook_id for webhook_id in ids if fails(webhook_id, FAIL_RATE)}
+    # The 10% failed their first run, except a first run cut short by the kill.
+    expected = {webhook_id for webhook_id in ids if fails(webhook_id, FAIL_RATE)}
+    assert failed <= expected
+    assert all(killed in started[webhook_id] for webhook_id in expected - failed)
     assert len(failed) > DELIVERIES * FAIL_RATE / 2
     assert done[trap] and killed not in done[trap].values()
     # The delivery log has the 1,000 deliveries, each processed in the end.

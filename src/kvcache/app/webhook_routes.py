@@ -12,21 +12,30 @@ from .state import State, state_of
 __all__ = ["webhook_routes"]
 
 
+#: A body over the limit is still read (and dropped) up to this many bytes, so the client
+#: gets its 413 on a connection closed cleanly, not reset under its unread upload.
+DRAIN_LIMIT = 16 << 20
+
+
 class _TooLarge(Exception):
-    pass
+    def __init__(self, drained: bool) -> None:
+        self.drained = drained
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused as soon as it passes `limit` bytes (declared or streamed)."""
+    """The raw body, refused once it passes `limit` bytes (declared or streamed)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
+    if declared is not None and declared.isdigit() and int(declared) > max(limit, DRAIN_LIMIT):
+        raise _TooLarge(drained=False)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
+        if size > DRAIN_LIMIT:
+            raise _TooLarge(drained=False)
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise _TooLarge(drained=True)
     return b"".join(chunks)
 
 
@@ -41,11 +50,12 @@ async def receive(request: Request) -> Response:
     path_topic = request.path_params.get("topic")
     try:
         body = await _read_body(request, state.settings.webhook_body_limit)
-    except _TooLarge:
+    except _TooLarge as refused:
         limit = state.settings.webhook_body_limit
         answer = Answer(413, "rejected", "", f"the body is over the limit of {limit} bytes")
         response = _respond(state, answer)
-        response.headers["Connection"] = "close"
+        if not refused.drained:
+            response.headers["Connection"] = "close"
         return response
     answer = await state.service.processor.process(
         request.headers, body, path_topic=path_topic.strip("/") if path_topic else None
