@@ -145,6 +145,7 @@ class ServeProcess:
         self.command += ["--workers", str(workers), "--log-level", "warning"]
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
 
     def start(self) -> ServeProcess:
         with self.log.open("wb") as out:
@@ -188,7 +189,7 @@ class ServeProcess:
                 pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        self.returncode = process.wait()
 
 
 @contextmanager

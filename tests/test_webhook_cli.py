@@ -76,9 +76,11 @@ def test_settings_from_kvcache_toml(tmp_path: Path) -> None:
 
 def test_trigger_list_replay_over_two_workers(tmp_path: Path) -> None:
     env = environ(tmp_path)
-    with serving(
-        tmp_path, {k: v for k, v in env.items() if k != "PYTHONPATH"}, workers=2
-    ) as server:
+    temp = tmp_path / "tmp"  # where serve makes its Prometheus multiprocess directory
+    temp.mkdir()
+    serve_env = {k: v for k, v in env.items() if k != "PYTHONPATH"} | {"TMPDIR": str(temp)}
+    with serving(tmp_path, serve_env, workers=2) as server:
+        assert [path.name[:16] for path in temp.iterdir()] == ["kvcache-metrics-"]
         address = f"{server.url}/webhooks"
         copies = kvcache(
             env,
@@ -162,3 +164,5 @@ def test_trigger_list_replay_over_two_workers(tmp_path: Path) -> None:
         assert total == 32
         stats = httpx.get(f"{server.url}/api/cache/stats").json()
         assert stats["by_family"]["customer:id"]["deletes"] == 1
+    # SIGTERM: a graceful stop, exit status 0, the metrics directory removed.
+    assert server.returncode == 0 and list(temp.iterdir()) == []

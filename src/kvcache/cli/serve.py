@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -42,6 +43,11 @@ def _metrics_directory() -> Iterator[str]:
     finally:
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(made, ignore_errors=True)
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM after uvicorn's graceful shutdown (it re-raises the signal it caught)."""
+    raise SystemExit(0)
 
 
 def _prepare(target: Target, config: str | None, handlers: tuple[str, ...]) -> str:
@@ -111,6 +117,9 @@ def serve(
         os.environ[ENV_JSON] = _prepare(target, config, handlers)
         import uvicorn
 
+        # uvicorn restores this handler and re-raises SIGTERM once it has shut down; the
+        # handler turns it into SystemExit, so the metrics directory above is removed.
+        previous = signal.signal(signal.SIGTERM, _stop)
         try:
             uvicorn.run(
                 "kvcache.app.main:create_app",
@@ -123,4 +132,5 @@ def serve(
                 timeout_graceful_shutdown=10,
             )
         finally:
+            signal.signal(signal.SIGTERM, previous)
             os.environ.pop(ENV_JSON, None)
