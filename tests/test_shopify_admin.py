@@ -122,11 +122,14 @@ async def test_two_clients_of_one_shop_are_throttled_and_still_all_succeed(
     clock: FakeClock,
 ) -> None:
     async with ShopifyAdminEmulator(clock=clock, bucket_size=6, restore_rate=3) as emulator:
-        clients = [client_for(emulator, clock, FakeSleep(clock), retries=20) for _ in range(2)]
-        calls = [c.execute(SEARCH, {"q": f"email:{i}@x.io"}) for i in range(20) for c in clients]
-        answers = await asyncio.gather(*calls)
-        for client in clients:
-            await client.aclose()
+        async with (
+            client_for(emulator, clock, FakeSleep(clock), retries=20) as one,
+            client_for(emulator, clock, FakeSleep(clock), retries=20) as two,
+        ):
+            calls = [
+                c.execute(SEARCH, {"q": f"email:{i}@x.io"}) for i in range(20) for c in (one, two)
+            ]
+            answers = await asyncio.gather(*calls)
         stats = emulator.stats()
     assert len(answers) == 40 and stats["served"] == 40
 

@@ -10,7 +10,10 @@ small bucket are spaced out rather than throttled.
 
 Until the first answer tells the bucket's size only one request is in flight. A
 reported level is taken, less what the requests still in flight reserved (Shopify
-has not counted those yet), so the picture errs on the side of waiting.
+may not have counted those yet), and only when it is lower than the picture's own
+(answers arrive out of order; the level rises with time alone), so the picture
+errs on the side of waiting. Other clients of the same app and shop (other
+processes) spend the same bucket: their spending shows in the reports.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any
 __all__ = ["CostBudget", "ThrottleStatus"]
 
 Sleep = Callable[[float], Awaitable[None]]
+_EPSILON = 1e-6
+_MIN_WAIT = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,7 @@ class CostBudget:
         self._at = 0.0
         self._in_flight = 0.0
         self._probing = False
-        self._probe_done: asyncio.Event | None = None
+        self._answered = asyncio.Event()  # set by every settle
         self._paused_until = 0.0
 
     @property
@@ -83,12 +88,18 @@ class CostBudget:
         return self._known
 
     def available(self) -> float:
-        """Points estimated to be free now (the bucket's level less the in-flight reservations)."""
+        """Points estimated to be free now: the bucket's level less the in-flight reservations.
+
+        The bucket holds at most `maximumAvailable` before it has been charged for the
+        requests in flight, so refill beyond `maximum - in flight` is not counted: a burst
+        of requests Shopify gets late, all at once, must still fit.
+        """
         known = self._known
         if known is None:
             return 0.0
         elapsed = max(0.0, self._clock() - self._at)
-        return min(known.maximum_available, self._level + elapsed * known.restore_rate)
+        cap = known.maximum_available - self._in_flight
+        return min(cap, self._level + elapsed * known.restore_rate)
 
     async def reserve(self, cost: float) -> None:
         """Wait until the bucket can pay `cost`, then take it out."""
@@ -104,34 +115,44 @@ class CostBudget:
                         self._probing = True
                         self._in_flight += cost
                         return
-                    done = self._probe_done = self._probe_done or asyncio.Event()
-                    await done.wait()
+                    await self._next_answer()
                     continue
                 need = min(cost, known.maximum_available)
                 now = self._clock()
                 level = self.available()
-                if level >= need:
+                if level >= need - _EPSILON:
                     self._level, self._at = level - cost, now
                     self._in_flight += cost
                     return
-                await self._sleep((need - level) / known.restore_rate)
+                if self._in_flight and known.maximum_available - self._in_flight < need:
+                    await self._next_answer()  # only an answer makes room
+                    continue
+                # At least a millisecond: a wait shorter than the clock's resolution would
+                # never see the level move.
+                await self._sleep(max(_MIN_WAIT, (need - level) / known.restore_rate))
+
+    async def _next_answer(self) -> None:
+        self._answered.clear()
+        await self._answered.wait()
 
     def settle(self, cost: float, status: ThrottleStatus | None) -> None:
         """A request that reserved `cost` was answered; `status` is what the answer reported."""
         self._in_flight = max(0.0, self._in_flight - cost)
         if status is not None:
+            reported = status.currently_available - self._in_flight
+            if self._known is not None:
+                # Answers can arrive out of order: an older, fuller report must not raise
+                # the level. Only time raises it; a report can only lower it.
+                reported = min(reported, self.available())
             self._known = status
-            self._level = status.currently_available - self._in_flight
+            self._level = reported
             self._at = self._clock()
         elif self._known is not None:
             # No report (a transport failure): the points were probably not spent.
             self._level = min(self._known.maximum_available, self.available() + cost)
             self._at = self._clock()
-        if self._probing:
-            self._probing = False
-            done, self._probe_done = self._probe_done, None
-            if done is not None:
-                done.set()
+        self._probing = False
+        self._answered.set()
 
     def paused_for(self) -> float:
         """Seconds left of a pause Shopify asked for (0 when none)."""
