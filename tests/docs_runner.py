@@ -7,8 +7,10 @@ blocks may register global Prometheus collectors or open the default store).
 
 - ```python: run in order in one namespace, each block as the body of an async
   function (so top-level `await` and `return` work) unless it calls `asyncio.run`
-  itself. The names a fragment takes for granted (`kv`, `cache`, `admin`, `shop`,
-  `webhook_id`, `handle_order`, `Response`, `registry`, `c1`, `c2`) are set first.
+  itself or uses `kvcache.sync` (sync code, run as plain top-level code: on a
+  running loop's thread the sync API refuses to block). The names a fragment
+  takes for granted (`kv`, `cache`, `admin`, `shop`, `webhook_id`, `handle_order`,
+  `Response`, `registry`, `c1`, `c2`) are set first.
 - ```console: each `$ command` runs in bash; it must exit 0 (non-zero when the
   output shown starts with `Error:`), and the output shown must be what it prints,
   digits aside (expiry times and ids differ from run to run).
@@ -114,7 +116,7 @@ def wrap(body: str) -> str:
 def run_python(run: Run, block: Block, namespace: dict[str, Any], loop: Any) -> None:
     source = substitute(block.body, run.substitutions)
     try:
-        if "asyncio.run(" in source:
+        if "asyncio.run(" in source or "kvcache.sync" in source:
             exec(compile(source, f"{run.path}:{block.line}", "exec"), namespace)
             return
         exec(compile(wrap(source), f"{run.path}:{block.line}", "exec"), namespace)

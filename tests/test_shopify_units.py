@@ -156,7 +156,7 @@ def test_settings_environment_over_file(tmp_path: Path, monkeypatch: pytest.Monk
     config = tmp_path / "kvcache.toml"
     config.write_text(
         'shopify_api_secret = ["old", "new"]\nstore = "memory://"\nhandlers = ["a.b"]\n'
-        "webhook_lease_ttl = 45\n"
+        'webhook_lease_ttl = 45\n[kv.bindings.CACHE]\nnamespace = "CACHE"\n'  # the CLI's table
     )
     settings = load_settings(config, environ={"KVCACHE_STORE": "sqlite:///x.db"})
     assert settings.api_secrets == ("old", "new") and settings.store == "sqlite:///x.db"
@@ -186,3 +186,12 @@ def test_bad_settings_files(tmp_path: Path, text: str, message: str) -> None:
         load_settings(config, environ={})
     with pytest.raises(SettingsError, match="cannot read"):
         load_settings(tmp_path / "missing.toml", environ={})
+
+
+def test_the_sync_cache_takes_the_family_function_too() -> None:
+    import kvcache.sync
+
+    with kvcache.sync.open_kv("memory://") as kv:
+        cache = kvcache.sync.Cache(kv, family=keys.family)
+        cache.set(keys.customer_id_key(SHOP, 7), {"id": 7})
+        assert set(cache.stats().by_family) == {"customer:id"}

@@ -14,7 +14,8 @@
 
 The TOML file uses the same names in lower case without the prefix (`store`,
 `database_url`, `shopify_api_secret` as a string or list, `admin_token`,
-`handlers = [...]`, `webhook_body_limit`, ...). The environment wins.
+`handlers = [...]`, `webhook_body_limit`, ...). The environment wins. Tables
+(`[kv.bindings.CACHE]`, the CLI's) are left to their owners.
 """
 
 from __future__ import annotations
@@ -126,11 +127,17 @@ def _from_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path} is not valid TOML: {exc}") from exc
     names = {toml: attr for attr, toml in _TOML.items()}
-    unknown = sorted(set(data) - set(names))
+    # Tables belong to other parts of kvcache (the CLI's [kv.bindings.NAME], ...); a
+    # top-level value the service does not know is a typo, and refused.
+    unknown = sorted(
+        key for key, value in data.items() if key not in names and not isinstance(value, dict)
+    )
     if unknown:
         raise SettingsError(f"{path}: unknown setting(s) {', '.join(unknown)}")
     values: dict[str, Any] = {}
     for key, value in data.items():
+        if key not in names:
+            continue
         attr = names[key]
         if attr in _LISTS:
             if isinstance(value, str):

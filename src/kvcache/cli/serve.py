@@ -21,7 +21,8 @@ from contextlib import contextmanager
 import click
 
 from ..errors import KVError
-from ._common import Target, fail, pass_target
+from ._errors import fail
+from ._target import Choices, pass_choices
 
 __all__ = ["serve"]
 
@@ -50,7 +51,7 @@ def _stop(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _prepare(target: Target, config: str | None, handlers: tuple[str, ...]) -> str:
+def _prepare(store: str | None, config: str | None, handlers: tuple[str, ...]) -> str:
     """Checked settings as JSON; the schema migrated. Raises a one-line ClickException."""
     from ..app.service import load_handlers
     from ..app.settings import load_settings
@@ -66,7 +67,7 @@ def _prepare(target: Target, config: str | None, handlers: tuple[str, ...]) -> s
             await engine.dispose()
 
     try:
-        settings = load_settings(config, store=target.store)
+        settings = load_settings(config, store=store)
         settings = settings.replace(handlers=settings.handlers + handlers)
         load_handlers(Webhooks(), settings.handlers)
         load_secret_key(settings.secret_key)
@@ -97,9 +98,9 @@ def _prepare(target: Target, config: str | None, handlers: tuple[str, ...]) -> s
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-@pass_target
+@pass_choices
 def serve(
-    target: Target,
+    choices: Choices,
     host: str,
     port: int,
     workers: int,
@@ -114,7 +115,8 @@ def serve(
     with _metrics_directory():
         from ..app.settings import ENV_JSON
 
-        os.environ[ENV_JSON] = _prepare(target, config, handlers)
+        # `kvcache --store URL serve` wins over KVCACHE_STORE and kvcache.toml.
+        os.environ[ENV_JSON] = _prepare(choices.store, config, handlers)
         import uvicorn
 
         # uvicorn restores this handler and re-raises SIGTERM once it has shut down; the

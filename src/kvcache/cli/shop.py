@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import KVError
-from ._common import fail, stdin_is_terminal, write_json
+from ._common import stdin_is_terminal, write_json
+from ._errors import fail
 
 __all__ = ["shop"]
 

@@ -15,7 +15,7 @@ from types import FrameType
 
 import click
 
-from ._common import fail
+from ._errors import fail
 
 __all__ = ["shopify"]
 

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import KVError
-from ._common import fail, read_json, write_json
+from ._common import read_json, write_json
+from ._errors import fail
 
 __all__ = ["webhook"]
 
