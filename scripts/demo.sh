@@ -21,6 +21,7 @@ echo "get  -> $($kv kv key get "demo:greeting" --text)"
 $kv kv key delete "demo:greeting"
 
 # A fresh start for the demo shop: nothing cached from an earlier run.
+mkdir -p .kvcache
 $kv --namespace CACHE kv key list --prefix "shop:$shop:" >.kvcache/demo-keys.json
 if [ "$($py -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' .kvcache/demo-keys.json)" != 0 ]; then
     $kv --namespace CACHE kv bulk delete .kvcache/demo-keys.json >/dev/null
