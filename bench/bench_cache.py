@@ -11,6 +11,9 @@ What runs:
   aiocache `SimpleMemoryCache`; `Cache.get` on the sqlite store without a local
   tier beside the store's own `kv.get` (text, and type="json", which returns the
   same parsed value); `get_or_set` hits beside `Cache.get` hits.
+- fills: `get_or_set` of a key never seen (a miss, a fetch that returns at once,
+  a store), and `delete` followed by `get_or_set` of the same key (an
+  invalidation and the refill after it), on the sqlite store and on memory://.
 - stampede: origin calls for 100 concurrent misses of one key (the origin takes
   0.2 s): kvcache in one process; kvcache with lock=True in 4 spawned processes
   x 25 callers on one sqlite file; aiocache `@cached` and `@cached_stampede`;
@@ -24,6 +27,7 @@ machine does not decide a comparison. µs per awaited call on one asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -99,6 +103,37 @@ async def hit_timings(directory: str) -> dict[str, Result]:
         await cashews.close()
         await aio.close()
         await kv.close()
+
+
+async def fill_timings(directory: str) -> dict[str, Result]:
+    """Misses: every call uses a key no earlier call used (a counter, not the sample index)."""
+    sqlite = await kvcache.open_kv(f"sqlite:///{directory}/fills.sqlite3", namespace="bench")
+    memory = await kvcache.open_kv("memory://", namespace="bench")
+    fresh = itertools.count()
+
+    async def fetch() -> dict[str, Any]:
+        return VALUE
+
+    def fill(cache: Cache) -> Op:
+        return lambda i: cache.get_or_set(f"fill:{next(fresh)}", fetch)
+
+    def refill(cache: Cache) -> Op:
+        async def op(i: int) -> object:
+            key = f"refill:{next(fresh)}"
+            await cache.delete(key)
+            return await cache.get_or_set(key, fetch)
+
+        return op
+
+    ops: dict[str, Op] = {}
+    for name, kv in (("sqlite", sqlite), ("memory", memory)):
+        ops[f"kvcache get_or_set miss (fill), {name}"] = fill(Cache(kv))
+        ops[f"kvcache delete + get_or_set (refill), {name}"] = refill(Cache(kv))
+    try:
+        return await best_of(ops)
+    finally:
+        await sqlite.close()
+        await memory.close()
 
 
 class Origin:
@@ -189,6 +224,7 @@ def ratio_line(label: str, mine: Result, theirs: Result, target: float) -> str:
 async def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         hits = await hit_timings(directory)
+        fills = await fill_timings(directory)
         counts = {
             "kvcache get_or_set (1 process, 100 callers)": await kvcache_one_process(directory),
             "kvcache get_or_set lock=True (4 processes x 25, one sqlite file)": (
@@ -201,6 +237,7 @@ async def main() -> None:
         }
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs\n")
     print(render_table("Cache hits (µs per call)", list(hits.values())))
+    print(render_table("Fills (µs per call)", list(fills.values())))
     print("### Targets\n")
     print("| comparison | ratio of medians | target | |")
     print("|---|---|---|---|")
