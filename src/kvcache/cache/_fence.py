@@ -54,6 +54,8 @@ CLOCK_SKEW: Final = 1.0
 MAX_DEPTH: Final = 8
 #: What tombstones and marks must outlive beyond the slowest fill allowed to store.
 _MARGIN: Final = 10
+#: Families whose purge-mark names a cache keeps computed (then it starts over).
+_MAX_FAMILIES: Final = 10_000
 
 
 def internal_key(prefix: str, kind: str, name: str, kv: KVStore) -> str:
@@ -100,6 +102,8 @@ class Fences:
         self.lifetime = max(kv.limits.min_expiration_ttl, 60)
         self.fill_timeout = float(self.lifetime - _MARGIN)
         self._internal = (prefix + LEASE, prefix + PURGE, prefix + DELETED)
+        #: A key's family (all but its last segment) -> the names of its purge marks.
+        self._scopes: dict[str, list[str]] = {}
 
     def tombstone(self) -> str:
         return f"~{secrets.token_hex(8)}|"
@@ -167,7 +171,14 @@ class Fences:
     async def _invalidated_since(self, key: str, fence: Fence) -> bool:
         """Did another writer invalidate `key` at or after the fence (less the skew)?"""
         kv = self.kv
-        names = [internal_key(self.prefix, PURGE, scope, kv) for scope in scopes_of(key)]
+        family = key.rpartition(":")[0]
+        scopes = self._scopes.get(family)
+        if scopes is None:
+            if len(self._scopes) >= _MAX_FAMILIES:
+                self._scopes.clear()
+            scopes = [internal_key(self.prefix, PURGE, scope, kv) for scope in scopes_of(key)]
+            self._scopes[family] = scopes
+        names = scopes.copy()
         if fence.seen is None:
             names.append(internal_key(self.prefix, DELETED, key, kv))
         since = fence.since
@@ -177,11 +188,11 @@ class Fences:
                 continue
             writer, _, at = mark.rpartition("|")
             if writer == self.writer:
-                continue  # our own purges voided our fills already
+                continue  # our own invalidations voided our fills already
             try:
                 when = float(at)
             except ValueError:
-                return True  # not a mark we wrote: be safe
+                continue  # not a mark any cache wrote (it would stop every fill under it)
             if when >= since - CLOCK_SKEW:
                 return True
         return False
