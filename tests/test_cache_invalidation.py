@@ -177,6 +177,14 @@ async def test_a_foreign_entry_is_still_replaced_by_a_fill(kv: KVStore) -> None:
     assert await cache.get(KEY) == "mine"
 
 
+async def test_a_foreign_value_at_a_mark_key_does_not_stop_fills(kv: KVStore) -> None:
+    cache = Cache(kv, prefix="app:")
+    await kv.put("app:.purge:", "not a mark")  # written by something else, no expiry
+    await kv.put("app:.purge:customer:", "w|not a time")
+    assert await cache.get_or_set(KEY, done("kept")) == "kept"
+    assert await cache.get(KEY) == "kept"
+
+
 async def test_purges_count_live_entries_only(kv: KVStore) -> None:
     cache = Cache(kv, prefix="app:")
     await cache.set("customer:1", 1)
