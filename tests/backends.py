@@ -5,28 +5,38 @@ takes the `make_store` / `store_url` fixtures by adding one `Backend` to
 `BACKENDS`. Its `url` callable receives pytest's `request`, so it can pull in any
 other fixture it needs (`request.getfixturevalue("tmp_path")`, a session-scoped
 server fixture such as `redis_url`, ...).
+
+`SYNC_BACKENDS` are the same stores opened through `kvcache.sync` and driven from
+worker threads (tests/sync_adapter.py); the conformance suite runs over both lists.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 import kvcache
+import kvcache.sync
 from kvcache import KVStore, KVValidationError, Limits
+from sync_adapter import AwaitableSyncStore
 
 __all__ = [
     "BACKENDS",
+    "GENEROUS_DEADLINES",
+    "SHARED_BACKENDS",
+    "SYNC_BACKENDS",
     "Backend",
     "FakeClock",
     "StoreFactory",
+    "SyncStoreFactory",
     "fresh_key",
     "fresh_namespace",
     "kv_error",
@@ -41,11 +51,13 @@ class Backend:
     `url(request)` returns a store URL, fresh for each test where the backend keeps
     state outside the process. `shared` says whether two stores opened on that URL
     see the same data (false for memory://, where each store is its own dict).
+    `sync` opens the store with `kvcache.sync.open_kv` behind an awaitable adapter.
     """
 
     id: str
     url: Callable[[pytest.FixtureRequest], str]
     shared: bool = True
+    sync: bool = False
 
 
 def _memory_url(request: pytest.FixtureRequest) -> str:
@@ -57,9 +69,15 @@ def _sqlite_url(request: pytest.FixtureRequest) -> str:
     return f"sqlite:///{tmp_path}/kv.sqlite3"
 
 
+#: The shared suites check semantics, not deadlines: on two cores shared with other
+#: test runs, a 25 MB read, a 10,000-entry write or a connection storm can miss the default
+#: deadlines (0.25 s / 0.4 s / 1 s). test_redis_faults.py and test_redis_breaker.py test those.
+GENEROUS_DEADLINES = "socket_timeout=10&write_timeout=10&socket_connect_timeout=10"
+
+
 def _redis_url(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue("redis_url")  # tests/redis_server.py
-    return url
+    return f"{url}?{GENEROUS_DEADLINES}"
 
 
 #: Every backend the shared suites run against; ids become the pytest ids.
@@ -67,6 +85,15 @@ BACKENDS: list[Backend] = [
     Backend("memory", _memory_url, shared=False),
     Backend("sqlite", _sqlite_url),
     Backend("redis", _redis_url),
+]
+
+#: The backends whose stores on one URL share data across processes (multi-process tests).
+SHARED_BACKENDS: list[Backend] = [backend for backend in BACKENDS if backend.shared]
+
+#: The same backends through the sync facade.
+SYNC_BACKENDS: list[Backend] = [
+    Backend(f"sync-{backend.id}", backend.url, shared=backend.shared, sync=True)
+    for backend in BACKENDS
 ]
 
 
@@ -120,18 +147,47 @@ class StoreFactory:
         limits: Limits | None = None,
         clock: Any = None,
     ) -> KVStore:
-        store = await kvcache.open_kv(
-            self.url,
-            namespace=namespace if namespace is not None else fresh_namespace(),
-            limits=limits,
-            clock=clock if clock is not None else self.clock,
-        )
+        options: dict[str, Any] = {
+            "namespace": namespace if namespace is not None else fresh_namespace(),
+            "limits": limits,
+            "clock": clock if clock is not None else self.clock,
+        }
+        if self.backend.sync:
+            opened = await asyncio.to_thread(kvcache.sync.open_kv, self.url, **options)
+            store = cast(KVStore, AwaitableSyncStore(opened))
+        else:
+            store = await kvcache.open_kv(self.url, **options)
         self._stores.append(store)
         return store
 
     async def aclose(self) -> None:
         while self._stores:
             await self._stores.pop().close()
+
+
+class SyncStoreFactory:
+    """Opens `kvcache.sync` stores on one URL and closes every one of them at teardown."""
+
+    def __init__(self, url: str, clock: FakeClock) -> None:
+        self.url = url
+        self.clock = clock
+        self._stores: list[kvcache.sync.KVStore] = []
+
+    def __call__(
+        self, *, namespace: str | None = None, limits: Limits | None = None
+    ) -> kvcache.sync.KVStore:
+        store = kvcache.sync.open_kv(
+            self.url,
+            namespace=namespace if namespace is not None else fresh_namespace(),
+            limits=limits,
+            clock=self.clock,
+        )
+        self._stores.append(store)
+        return store
+
+    def close(self) -> None:
+        while self._stores:
+            self._stores.pop().close()
 
 
 def require_atomic(kv: KVStore) -> None:

@@ -2,15 +2,24 @@
 
 `make_store` is an async factory parametrized over `backends.BACKENDS`; each test
 using it runs once per backend and every store it opened is closed afterwards.
+`make_sync_store` / `skv` are the same for `kvcache.sync` stores.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from backends import BACKENDS, Backend, FakeClock, StoreFactory
+import kvcache.sync
+from backends import (
+    BACKENDS,
+    SHARED_BACKENDS,
+    Backend,
+    FakeClock,
+    StoreFactory,
+    SyncStoreFactory,
+)
 from kvcache import KVStore
 from redis_server import durable_redis, redis_cluster_url, redis_server, redis_url  # noqa: F401
 
@@ -24,6 +33,13 @@ def clock() -> FakeClock:
 def backend(request: pytest.FixtureRequest) -> Backend:
     param: Backend = request.param
     return param
+
+
+@pytest.fixture(params=SHARED_BACKENDS, ids=[backend.id for backend in SHARED_BACKENDS])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """A store URL whose stores share data across processes, fresh for this test."""
+    param: Backend = request.param
+    return param.url(request)
 
 
 @pytest.fixture
@@ -47,3 +63,18 @@ async def make_store(
 async def kv(make_store: StoreFactory) -> KVStore:
     """One store in a fresh namespace, on the fake clock."""
     return await make_store()
+
+
+@pytest.fixture
+def make_sync_store(store_url: str, clock: FakeClock) -> Iterator[SyncStoreFactory]:
+    factory = SyncStoreFactory(store_url, clock)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture
+def skv(make_sync_store: SyncStoreFactory) -> kvcache.sync.KVStore:
+    """One sync store in a fresh namespace, on the fake clock."""
+    return make_sync_store()

@@ -85,9 +85,21 @@ async def test_a_miss_read_before_the_fetch_ended_does_not_fetch_again() -> None
 async def test_failed_fetch_reaches_every_waiter_and_caches_nothing(kv: KVStore) -> None:
     cache = Cache(kv)
     origin = Origin(RuntimeError("origin down"), "recovered")
+    # The fetch fails only once all 20 callers have read their miss: one that reads it
+    # after the failure ended would rightly fetch again (a busy machine does that).
+    origin.release = asyncio.Event()
+
+    async def release_when_all_missed() -> None:
+        while cache.stats().misses < 20:
+            await asyncio.sleep(0.001)
+        assert origin.release is not None
+        origin.release.set()
+
+    watcher = asyncio.ensure_future(release_when_all_missed())
     results = await asyncio.gather(
         *(cache.get_or_set("k", origin) for _ in range(20)), return_exceptions=True
     )
+    await watcher
     assert origin.calls == 1
     assert all(isinstance(r, RuntimeError) and str(r) == "origin down" for r in results)
     assert await kv.get("k") is None

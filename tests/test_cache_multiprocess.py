@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 
 import kvcache
-from backends import BACKENDS, Backend, fresh_namespace
+from backends import fresh_namespace
 from kvcache.cache import Cache
 from processes import start_and_join
 
-SHARED = [backend for backend in BACKENDS if backend.shared]
 DEADLINE = 30.0  # a hang guard for joins and the barrier, not a timing
 
 
@@ -86,12 +85,6 @@ def run_stampede(
     if lock:
         assert len({json.dumps(result) for result in results}) == 1, results
     return len(log.read_text().splitlines()) if log.exists() else 0
-
-
-@pytest.fixture(params=SHARED, ids=[backend.id for backend in SHARED])
-def shared_url(request: pytest.FixtureRequest) -> str:
-    backend: Backend = request.param
-    return backend.url(request)
 
 
 @pytest.mark.slow

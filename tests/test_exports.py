@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import kvcache
 
-# The names DESIGN.md promises (those that exist at this stage).
-DESIGN_NAMES = [
+# Every public name of the package root. A name added to or dropped from the
+# package must be added or dropped here too: the surface changes on purpose only.
+PUBLIC_NAMES = [
+    "JSON",
+    "AlreadyInProgress",
+    "Cache",
+    "CacheStats",
+    "CacheTTLWarning",
+    "CircuitBreaker",
+    "Claim",
+    "ClaimLost",
+    "FamilyStats",
+    "Idempotency",
+    "IdempotencyError",
     "KVBackendError",
+    "KVConfigError",
     "KVEntry",
     "KVError",
     "KVStore",
@@ -14,6 +27,10 @@ DESIGN_NAMES = [
     "KeyInfo",
     "Limits",
     "ListPage",
+    "OpenKV",
+    "Outcome",
+    "Serializer",
+    "__version__",
     "open_kv",
 ]
 
@@ -28,9 +45,32 @@ def test_all_is_sorted_and_unique() -> None:
     assert len(set(kvcache.__all__)) == len(kvcache.__all__)
 
 
-def test_design_names_are_exported() -> None:
-    missing = [name for name in DESIGN_NAMES if name not in kvcache.__all__]
-    assert not missing
+def test_the_public_names_are_exactly_these() -> None:
+    assert sorted(kvcache.__all__) == sorted(PUBLIC_NAMES)
+
+
+def test_public_objects_report_kvcache_as_their_module() -> None:
+    # As httpx does: reprs, tracebacks and docs show the path users import from.
+    for name in kvcache.__all__:
+        value = getattr(kvcache, name)
+        if isinstance(value, type) or callable(value):
+            assert value.__module__ == "kvcache", name
+
+
+def test_paths_that_existed_before_the_layout_keep_working() -> None:
+    import kvcache.cache
+    import kvcache.decorators
+    import kvcache.errors
+    import kvcache.idempotency
+    import kvcache.serializers
+    import kvcache.stats
+
+    assert kvcache.cache.Cache is kvcache.Cache
+    assert kvcache.stats.register_prometheus is kvcache.cache.stats.register_prometheus
+    assert kvcache.serializers.JSON is kvcache.JSON
+    assert kvcache.decorators.cached is kvcache.cache.decorators.cached
+    assert kvcache.errors.KVBackendError is kvcache.kv.errors.KVBackendError
+    assert kvcache.idempotency.Idempotency is kvcache.Idempotency
 
 
 def test_public_classes_and_functions_are_exported() -> None:

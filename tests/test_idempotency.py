@@ -245,6 +245,33 @@ async def test_expired_lease_is_taken_over_and_the_late_original_refused(
     assert await idem.run(key, Calls()) == Outcome("taken over", duplicate=True)
 
 
+async def test_record_past_its_own_lease_is_taken_over_though_the_store_keeps_it(
+    kv: KVStore, clock: FakeClock
+) -> None:
+    # A holder whose clock ran ahead wrote a lease that, by its record, ended already,
+    # with a store TTL that outlives it: the record reads as EXPIRED and is taken over.
+    idem, key = Idempotency(kv, lease_ttl=60), fresh_key()
+    token, ended = "a" * 32, math.floor(clock()) - 5
+    record = json.dumps({"state": "IN_PROGRESS", "token": token, "expires": ended})
+    await kv.put("idem:" + key, record, expiration_ttl=300)
+    assert await idem.run(key, Calls("ran")) == Outcome("ran", duplicate=False)
+    assert (await stored(kv, key) or {})["state"] == State.COMPLETED.value
+
+
+async def test_record_within_its_lease_is_in_progress_whatever_its_store_ttl(
+    kv: KVStore, clock: FakeClock
+) -> None:
+    idem, key = Idempotency(kv, lease_ttl=60), fresh_key()
+    running = json.dumps(
+        {"state": "IN_PROGRESS", "token": "b" * 32, "expires": math.floor(clock()) + 30}
+    )
+    await kv.put("idem:" + key, running, expiration_ttl=300)
+    with pytest.raises(AlreadyInProgress) as info:
+        await idem.run(key, Calls())
+    assert info.value.retry_after == 30
+    assert await kv.get("idem:" + key) == running
+
+
 async def test_late_original_is_refused_while_the_new_owner_still_works(
     kv: KVStore, clock: FakeClock
 ) -> None:

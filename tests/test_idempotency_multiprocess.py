@@ -29,12 +29,11 @@ from typing import Any
 import pytest
 
 import kvcache
-from backends import BACKENDS, Backend, fresh_namespace
+from backends import fresh_namespace
 from kvcache import AlreadyInProgress, ClaimLost, Limits
 from kvcache.idempotency import Idempotency, Outcome
 from processes import start_and_join
 
-SHARED = [backend for backend in BACKENDS if backend.shared]
 PROCESSES = 4
 DEADLINE = 30.0  # seconds a worker keeps retrying before it gives up (a hang guard, not a timing)
 
@@ -143,13 +142,6 @@ def _worker(job: Job, barrier: Barrier | None, ready: Event | None, out: str) ->
 
 
 # -- the parent's side -----------------------------------------------------------------
-
-
-@pytest.fixture(params=SHARED, ids=[backend.id for backend in SHARED])
-def shared_url(request: pytest.FixtureRequest) -> str:
-    """A store URL that several processes can open together."""
-    backend: Backend = request.param
-    return backend.url(request)
 
 
 @pytest.fixture

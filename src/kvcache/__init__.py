@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# `kvcache.stats.register_prometheus(cache)` works after a bare `import kvcache`.
+from . import stats as stats  # noqa: E402
 from .cache import JSON, Cache, CacheStats, CacheTTLWarning, CircuitBreaker, FamilyStats, Serializer
 from .errors import (
     AlreadyInProgress,

@@ -250,7 +250,6 @@ class Idempotency:
         self.lease_ttl = _check_ttl("lease_ttl", lease_ttl, kv)
         self.result_ttl = _check_ttl("result_ttl", result_ttl, kv)
         self.prefix = prefix
-        self.best_effort = best_effort
 
     def __repr__(self) -> str:
         return (
@@ -307,9 +306,14 @@ class Idempotency:
                 continue  # released or expired between our claim and the read: try again
             record = _decode(key, current)
             now = kv.clock()
-            if record.status(now) is State.COMPLETED:
+            state = record.status(now)
+            if state is State.COMPLETED:
                 return Claim(self, key, stored=record)
-            # IN_PROGRESS, or EXPIRED: our clock says the lease ended, the store has not
-            # dropped it yet (whole-second rounding); either way it is not ours to take.
+            if state is State.EXPIRED:
+                # The holder's lease is over by its own record, though the store still
+                # has it (a clock ahead of ours, or a longer store TTL): take it over.
+                # Only that exact record is removed; its late completion is fenced.
+                await kv.delete_if_equals(store_key, current)
+                continue
             raise AlreadyInProgress(key, retry_after=record.retry_after(now))
         raise AlreadyInProgress(key, retry_after=1)

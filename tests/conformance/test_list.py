@@ -28,7 +28,6 @@ def assert_page_shape(page: ListPage, limit: int) -> None:
         assert isinstance(page.cursor, str) and page.cursor
     else:
         assert len(page.keys) <= limit
-    assert page.cache_status is None
 
 
 async def put_all(kv: KVStore, keys: list[str]) -> None:

@@ -115,7 +115,7 @@ class Cache:
                 store=self._store,
                 failed=self._failed,
                 family=self._stats.family,
-                allow=self._breaker.allow,
+                allow=self._breaker.closed,
                 dumps=serializer.dumps,
             )
         )
@@ -285,11 +285,16 @@ class Cache:
         return value, body, False
 
     def _skip_store(self, full: str, op: str, counters: Counters) -> bool:
-        """True while the breaker is open; the key is still checked, the skip counted."""
-        if self._breaker.allow():
+        """True while the breaker is open: the call is counted in `skipped`, not made.
+
+        The key is checked first, so a bad key raises and never takes the one probe.
+        """
+        if not self._breaker.open_until:
             return False
         v.check_key(full, op, self.kv.limits)
-        counters.errors += 1
+        if self._breaker.allow():
+            return False  # this call is the probe
+        counters.skipped += 1
         return True
 
     def _failed(self, op: str, exc: BaseException, counters: Counters) -> None:
@@ -383,10 +388,11 @@ class Cache:
             self._local.drop_prefix(full)
         await self._flights.invalidate(full, prefix=True)
         counters = self._stats.family(prefix)
-        if not self._breaker.allow():
+        if self._breaker.open_until:
             v.check_prefix(full, self.kv.limits)
-            counters.errors += 1
-            return 0
+            if not self._breaker.allow():
+                counters.skipped += 1
+                return 0
         removed = 0
         skip = len(self.prefix)
         try:

@@ -4,6 +4,10 @@ Workers KV refuses expirations under 60 s. A cache entry asked to live 30 s is
 raised to the minimum instead of failing, with one `CacheTTLWarning` per call
 site (the first line outside kvcache that asked), so code written for a
 shorter TTL runs on Workers KV and its author hears about it once.
+
+`kvcache.sync` runs the cache on a private event-loop thread, whose stack holds
+no user code; it puts the caller's site in `CALLER_SITE` for the call, and the
+warning goes there instead.
 """
 
 from __future__ import annotations
@@ -13,21 +17,50 @@ import os
 import random
 import sys
 import warnings
+from contextvars import ContextVar
+from types import FrameType
 from typing import Any, Final
 
 from ..kv.errors import KVValidationError
 from ..kv.limits import Limits
 
-__all__ = ["DEFAULT", "CacheTTLWarning", "TTLPolicy", "check_seconds"]
+__all__ = [
+    "CALLER_SITE",
+    "DEFAULT",
+    "CacheTTLWarning",
+    "TTLPolicy",
+    "caller_site",
+    "check_seconds",
+]
 
 #: "Argument not given": use the cache's default. Distinct from None (no expiry).
 DEFAULT: Final[Any] = type("_Default", (), {"__repr__": lambda self: "DEFAULT"})()
 
-_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: The kvcache package (not only cache/): frames in here are never a warning's site.
+_PACKAGE_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+#: (file, line) of the user code a call runs for, when that code is on another thread.
+#: Context-local: set inside the task that serves one call, so it never leaks to others.
+CALLER_SITE: ContextVar[tuple[str, int] | None] = ContextVar("kvcache_caller_site", default=None)
 
 
 class CacheTTLWarning(UserWarning):
     """A TTL below the store's minimum was raised to the minimum."""
+
+
+def _outside(frame: FrameType) -> tuple[FrameType, int]:
+    """The first frame at or above `frame` outside kvcache, and how many frames up it is."""
+    hops = 0
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        hops += 1
+    return frame, hops
+
+
+def caller_site() -> tuple[str, int]:
+    """(file, line) of the first frame outside kvcache that led to this call."""
+    frame, _ = _outside(sys._getframe(1))
+    return frame.f_code.co_filename, frame.f_lineno
 
 
 def check_seconds(name: str, value: object, *, zero_ok: bool = False) -> float:
@@ -76,14 +109,16 @@ class TTLPolicy:
         return max(shortened, self.limits.min_expiration_ttl)
 
     def _warn_once(self, message: str) -> None:
-        """Warn at the first frame outside kvcache, once per such frame's file and line."""
-        frame = sys._getframe(1)
-        level = 2  # warnings.warn's level of `frame`
-        while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-            frame = frame.f_back
-            level += 1
-        site = (frame.f_code.co_filename, frame.f_lineno)
+        """Warn at the first frame outside kvcache (or at `CALLER_SITE`), once per site."""
+        site = CALLER_SITE.get()
+        level = 0
+        if site is None:
+            frame, hops = _outside(sys._getframe(1))
+            site, level = (frame.f_code.co_filename, frame.f_lineno), 2 + hops
         if site in self._warned:
             return
         self._warned.add(site)
-        warnings.warn(message, CacheTTLWarning, stacklevel=level)
+        if level:
+            warnings.warn(message, CacheTTLWarning, stacklevel=level)
+        else:
+            warnings.warn_explicit(message, CacheTTLWarning, site[0], site[1])

@@ -1,130 +1,76 @@
-"""What every `kvcache` command shares: the target store, one event loop, errors, files.
+"""What every `kvcache` command shares: one event loop per command, blame, files, output.
 
-Expected failures (bad input, a refused value, an unreachable store, an unreadable
-file) end as one `Error: ...` line on stderr and exit status 1, never a traceback.
+Expected failures end as one `Error: ...` line on stderr and exit status 1 (see
+`_errors`); the store that failed or the flag at fault is named in the line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import KVError
-from ..kv import KVStore, open_kv
-from ..kv._url import default_url, redact_url
+from ..kv import KVStore, Limits, open_kv
+from ._errors import fail
+from ._target import Target
 
 __all__ = [
-    "Target",
+    "LIMITS",
+    "blame",
     "chunks",
-    "fail",
-    "pass_target",
+    "loads_strict",
+    "printable",
     "progress",
     "read_bytes",
     "read_json",
     "run",
+    "shorten",
     "stdin_is_terminal",
-    "target_options",
     "write_json",
 ]
 
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
 
-
-@dataclass
-class Target:
-    """The store URL (None: the embedded default) and namespace a command acts on."""
-
-    store: str | None = None
-    namespace: str = "default"
-
-    def describe(self) -> str:
-        return f'namespace "{self.namespace}" of {redact_url(self.store or default_url())}'
-
-
-pass_target = click.make_pass_decorator(Target, ensure=True)
-
-
-def _setter(field: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
-    """An option callback that records a given value on the context's Target."""
-
-    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-        target = ctx.ensure_object(Target)
-        if value is not None:
-            setattr(target, field, value)
-
-    return callback
-
-
-_TARGET_OPTIONS = (
-    (
-        "--store",
-        "URL",
-        "KVCACHE_STORE",
-        "Store URL: sqlite:////abs/path.db, sqlite:///rel.db, "
-        "redis://host:port/0, memory:// [default: ./.kvcache/kv.sqlite3].",
-    ),
-    (
-        "--namespace",
-        "NAME",
-        "KVCACHE_NAMESPACE",
-        'Namespace inside the store [default: "default"].',
-    ),
-)
-
-
-def target_options(*, envvars: bool) -> Callable[[F], F]:
-    """`--store` and `--namespace`; a later (leaf) occurrence overrides an earlier one."""
-
-    def decorate(func: F) -> F:
-        for flag, metavar, envvar, help_text in reversed(_TARGET_OPTIONS):
-            func = click.option(
-                flag,
-                metavar=metavar,
-                envvar=envvar if envvars else None,
-                show_envvar=envvars,
-                expose_value=False,
-                callback=_setter(flag.removeprefix("--")),
-                help=help_text,
-            )(func)
-        return func
-
-    return decorate
-
-
-def fail(message: str) -> click.ClickException:
-    """The exception that prints `Error: <message>` (one line) and exits 1."""
-    return click.ClickException(" ".join(message.splitlines()))
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except click.ClickException:
-        raise
-    except (KVError, TypeError, ValueError, OSError) as exc:
-        raise fail(str(exc) or type(exc).__name__) from None
+#: The CLI applies Workers KV's limits; commands check their input against these
+#: before the store is opened, so that a refused command creates and changes nothing.
+LIMITS = Limits.cloudflare()
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def run(target: Target, work: Callable[[KVStore], Awaitable[T]]) -> T:
-    """Open the target store, await `work(store)` on a fresh event loop, close the store."""
+    """Open the target store, await `work(store)` on a fresh event loop, close the store.
+
+    A store that cannot be opened is named as the option that chose it.
+    """
 
     async def session() -> T:
-        async with open_kv(target.store, namespace=target.namespace) as kv:
-            return await work(kv)
+        try:
+            store = await open_kv(target.store, namespace=target.namespace, limits=LIMITS)
+        except (KVError, ValueError, TypeError) as exc:
+            raise fail(f"{target.where}: {exc}") from exc
+        async with store:
+            return await work(store)
 
-    with _user_errors():
-        return asyncio.run(session())
+    return asyncio.run(session())
+
+
+@contextmanager
+def blame(label: str) -> Iterator[None]:
+    """Errors inside name `label` (a flag or argument) as the one at fault."""
+    try:
+        yield
+    except (KVError, TypeError, ValueError) as exc:
+        raise fail(f"{label}: {exc}") from exc
 
 
 def read_bytes(path: str) -> bytes:
@@ -139,15 +85,39 @@ def read_bytes(path: str) -> bytes:
 
 
 def read_json(path: str) -> Any:
+    """The JSON in the file ("-": stdin); a UTF-8 byte order mark is allowed."""
     data = read_bytes(path)
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
     try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as exc:
+        return loads_strict(data)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise fail(f"{path} is not valid JSON: {exc}") from None
 
 
+def _not_json(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(data: str | bytes) -> Any:
+    """`json.loads` as JavaScript's JSON.parse reads: NaN and Infinity are not JSON."""
+    return json.loads(data, parse_constant=_not_json)
+
+
+def printable(text: str) -> str:
+    """Text any UTF-8 stream can take: a lone surrogate (an undecodable byte) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def shorten(text: str, most: int = 30) -> str:
+    """`text`, cut to `most` characters for an error line."""
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
 def write_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    """Indented JSON on stdout; lone surrogates escaped as well-formed JSON.stringify does."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    click.echo(_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _is_terminal(stream: Any) -> bool:

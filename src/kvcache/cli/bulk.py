@@ -6,26 +6,18 @@ in the file means nothing is written at all.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
 
 from ..errors import KVError
 from ..kv import KVStore
-from ..kv.validation import BULK_GET_MAX, BULK_WRITE_MAX
+from ..kv.validation import BULK_GET_MAX, BULK_WRITE_MAX, json_kind
 from . import _bulkfile as bulkfile
-from ._common import (
-    Target,
-    chunks,
-    fail,
-    pass_target,
-    progress,
-    read_json,
-    run,
-    stdin_is_terminal,
-    target_options,
-    write_json,
-)
+from ._common import LIMITS, chunks, progress, read_json, run, stdin_is_terminal, write_json
+from ._errors import fail, one_line
+from ._target import Choices, pass_choices, target_options
 
 __all__ = ["bulk"]
 
@@ -40,7 +32,7 @@ def bulk() -> None:
 def _array(path: str, what: str) -> list[Any]:
     data = read_json(path)
     if not isinstance(data, list):
-        raise fail(f"{path} must hold a JSON array of {what}, not {bulkfile.json_type(data)}")
+        raise fail(f"{path} must hold a JSON array of {what}, not {json_kind(data)}")
     return data
 
 
@@ -52,39 +44,40 @@ def _keys(path: str) -> list[str]:
     return names
 
 
-def _check_keys(names: list[str], path: str, op: str, kv: KVStore) -> None:
-    problems = bulkfile.key_problems(names, op, kv.limits)
+def _check_keys(names: list[str], path: str, op: str) -> None:
+    problems = bulkfile.key_problems(names, op, LIMITS)
     if problems:
         raise fail(bulkfile.describe_problems(problems, len(names), path, "nothing was done"))
 
 
+def _warn_unexpected(entries: list[Any], path: str) -> None:
+    """wrangler's warning (on stderr) about properties it ignores."""
+    unexpected = bulkfile.unexpected_fields(entries)
+    if unexpected:
+        named = "; ".join(text for _, text in unexpected[: bulkfile.MAX_NAMED])
+        allowed = ", ".join(bulkfile.PUT_FIELDS)
+        warning = f"unexpected properties in {path} are ignored (only {allowed} are used): {named}"
+        click.echo(f"Warning: {one_line(warning)}", err=True)
+
+
 @bulk.command()
 @FILE
-@target_options(envvars=False)
-@pass_target
-def put(target: Target, path: str) -> None:
+@target_options
+@pass_choices
+def put(choices: Choices, path: str) -> None:
     """Write the entries of a wrangler bulk JSON FILE; prints Success!.
 
     FILE holds [{"key", "value", "expiration"?, "expiration_ttl"?, "metadata"?,
     "base64"?}, ...]. Every entry is checked first: one bad entry writes nothing.
     """
     entries = _array(path, "entry objects")
-    unexpected = bulkfile.unexpected_fields(entries)
-    if unexpected:
-        named = "; ".join(text for _, text in unexpected[: bulkfile.MAX_NAMED])
-        allowed = ", ".join(bulkfile.PUT_FIELDS)
-        click.echo(
-            f"Warning: unexpected properties in {path} are ignored (only {allowed} are used): "
-            f"{named}",
-            err=True,
-        )
+    _warn_unexpected(entries, path)
+    target = choices.resolve(writes=True, creates=True)
+    problems = bulkfile.put_problems(entries, time.time(), LIMITS)
+    if problems:
+        raise fail(bulkfile.describe_problems(problems, len(entries), path, "nothing was written"))
 
     async def work(kv: KVStore) -> None:
-        problems = bulkfile.put_problems(entries, kv.clock(), kv.limits)
-        if problems:
-            raise fail(
-                bulkfile.describe_problems(problems, len(entries), path, "nothing was written")
-            )
         written = 0
         with progress("Writing", len(entries)) as advance:
             for batch in chunks(entries, BULK_WRITE_MAX):
@@ -93,7 +86,7 @@ def put(target: Target, path: str) -> None:
                 except KVError as exc:
                     if not written:
                         raise
-                    raise fail(f"{exc} (the first {written} entries were written)") from None
+                    raise fail(f"{exc} (the first {written} entries were written)") from exc
                 written += len(batch)
                 advance(len(batch))
 
@@ -104,27 +97,31 @@ def put(target: Target, path: str) -> None:
 @bulk.command()
 @FILE
 @click.option("--force", "-f", is_flag=True, help="Delete without asking for confirmation.")
-@target_options(envvars=False)
-@pass_target
-def delete(target: Target, path: str, force: bool) -> None:
+@target_options
+@pass_choices
+def delete(choices: Choices, path: str, force: bool) -> None:
     """Delete the keys listed in FILE; asks first unless --force.
 
     FILE holds key strings or {"name": ...} objects (the output of `key list`).
     """
     names = _keys(path)
+    _check_keys(names, path, "DELETE")
+    target = choices.resolve(writes=True, creates=False)
     if not force:
         if path == "-" or not stdin_is_terminal():
             raise fail(
                 f"not deleting {len(names)} keys without confirmation: stdin is not a "
                 "terminal to ask on; pass --force (-f) to delete without asking"
             )
-        question = f"Delete {len(names)} keys read from {path} from {target.describe()}?"
+        question = (
+            f'Are you sure you want to delete all the keys read from "{path}" from '
+            f'kv-namespace with id "{target.namespace}"?'
+        )
         if not click.confirm(question, err=True):
-            click.echo(f"Not deleting keys read from {path}.", err=True)
+            click.echo(f'Not deleting keys read from "{path}".')
             return
 
     async def work(kv: KVStore) -> None:
-        _check_keys(names, path, "DELETE", kv)
         with progress("Deleting", len(names)) as advance:
             for batch in chunks(names, BULK_WRITE_MAX):
                 await kv.delete_many(batch)
@@ -136,18 +133,19 @@ def delete(target: Target, path: str, force: bool) -> None:
 
 @bulk.command()
 @FILE
-@target_options(envvars=False)
-@pass_target
-def get(target: Target, path: str) -> None:
+@target_options
+@pass_choices
+def get(choices: Choices, path: str) -> None:
     """Print the values of the keys listed in FILE as JSON.
 
     FILE holds key strings or {"name": ...} objects; the output is
     {key: {"value": str | null}}.
     """
     names = _keys(path)
+    _check_keys(names, path, "GET_BULK")
+    target = choices.resolve(writes=False, creates=False)
 
     async def work(kv: KVStore) -> dict[str, dict[str, Any]]:
-        _check_keys(names, path, "GET_BULK", kv)
         unique = list(dict.fromkeys(names))
         found: dict[str, dict[str, Any]] = {}
         with progress("Reading", len(unique)) as advance:

@@ -89,10 +89,7 @@ class KVStore(ABC):
         unique = v.check_bulk_get(keys, type, self.limits)
         if cache_ttl is not None:
             v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
-        found = await self._get_entries(unique)
-        out: dict[str, Any] = dict.fromkeys(unique)
-        out.update(self._bulk_values(found, type))
-        return out
+        return self._bulk_values(await self._get_values(unique), type, unique)
 
     async def get_many_with_metadata(
         self, keys: Sequence[str], type: str = "text", *, cache_ttl: int | None = None
@@ -102,20 +99,27 @@ class KVStore(ABC):
         if cache_ttl is not None:
             v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
         found = await self._get_entries(unique)
-        values = self._bulk_values(found, type)
+        values = self._bulk_values({key: raw for key, (raw, _) in found.items()}, type, unique)
         return {
             key: KVEntry(values[key], v.decode_metadata(found[key][1])) if key in found else None
             for key in unique
         }
 
     @staticmethod
-    def _bulk_values(found: dict[str, tuple[bytes, str | None]], type: str) -> dict[str, Any]:
-        """Decode every found value once; a non-JSON value fails the whole json call."""
-        v.check_bulk_size(sum([len(raw) for raw, _ in found.values()]))
+    def _bulk_values(found: dict[str, bytes], type: str, keys: list[str]) -> dict[str, Any]:
+        """Each of `keys` -> its decoded value, or None when not found; one pass.
+
+        A non-JSON value fails the whole json call.
+        """
+        v.check_bulk_size(sum(map(len, found.values())))
+        get = found.get
         if type == "text":
-            return {key: raw.decode("utf-8", "replace") for key, (raw, _) in found.items()}
+            return {
+                key: None if (raw := get(key)) is None else raw.decode("utf-8", "replace")
+                for key in keys
+            }
         try:
-            return {key: loads(raw) for key, (raw, _) in found.items()}
+            return {key: None if (raw := get(key)) is None else loads(raw) for key in keys}
         except ValueError:
             raise KVValidationError(
                 "At least one of the requested keys corresponds to a non-json value",
@@ -236,6 +240,13 @@ class KVStore(ABC):
     @abstractmethod
     async def _get_entries(self, keys: _StrList) -> dict[str, tuple[bytes, str | None]]:
         """Live values and metadata of the given distinct keys; absent keys are left out."""
+
+    async def _get_values(self, keys: _StrList) -> dict[str, bytes]:
+        """Live values (no metadata) of the given distinct keys, for `get_many`.
+
+        `_get_entries` without the metadata by default; a backend may read less.
+        """
+        return {key: raw for key, (raw, _) in (await self._get_entries(keys)).items()}
 
     @abstractmethod
     async def _list(self, prefix: str, start_after: str, limit: int) -> tuple[_KeyList, bool]:

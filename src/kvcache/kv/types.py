@@ -23,7 +23,6 @@ class KVEntry:
 
     value: Any
     metadata: Any = None
-    cache_status: str | None = None
 
 
 @dataclass(slots=True)
@@ -55,4 +54,3 @@ class ListPage:
     keys: list[KeyInfo] = field(default_factory=list)
     list_complete: bool = True
     cursor: str | None = None
-    cache_status: str | None = None

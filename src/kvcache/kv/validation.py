@@ -35,8 +35,10 @@ __all__ = [
     "encode_cursor",
     "entry_record",
     "expiry",
+    "json_kind",
     "list_limit",
     "metadata_json",
+    "to_int32",
     "value_bytes",
 ]
 
@@ -113,18 +115,17 @@ def to_int32(value: object, name: str) -> int:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, not bool")
     if isinstance(value, int):
-        number: float = value
+        number: float = value  # any int is finite, even one too large for a float
     elif isinstance(value, float):
-        number = value
+        number = value if math.isfinite(value) else 0
     elif isinstance(value, str):
         try:
             number = float(value.strip() or "nan")
         except ValueError:
             number = math.nan
+        number = number if math.isfinite(number) else 0
     else:
         raise TypeError(f"{name} must be an int, float or numeric str, not {type(value).__name__}")
-    if not math.isfinite(number):
-        return 0
     result = int(number)
     if not INT32_MIN <= result <= INT32_MAX:
         raise KVValidationError(
@@ -323,16 +324,45 @@ def check_bulk_size(total: int) -> None:
         )
 
 
+def json_kind(value: object) -> str:
+    """The JSON name of a value's type ("object", "array", ...); else the Python type's name."""
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    for kind, name in ((str, "string"), (int | float, "number"), (Mapping, "object")):
+        if isinstance(value, kind):
+            return name
+    return "array" if isinstance(value, list | tuple) else type(value).__name__
+
+
+def _entry_shape(entry: Mapping[Any, Any]) -> None:
+    """wrangler's type checks of a bulk entry, which come before the store's; bytes values
+    are allowed too, for Python callers (a JSON file cannot hold them)."""
+    if not isinstance(entry.get("key"), str):
+        raise TypeError('needs a "key" string')
+    if not isinstance(entry.get("value"), str | bytes | bytearray | memoryview):
+        raise TypeError('needs a "value" string')
+    for field in ("expiration", "expiration_ttl"):
+        number = entry.get(field)
+        if number is not None and json_kind(number) != "number":
+            raise TypeError(f'"{field}" must be a number, not {json_kind(number)}')
+    flag = entry.get("base64")
+    if flag is not None and not isinstance(flag, bool):
+        raise TypeError(f'"base64" must be true or false, not {json_kind(flag)}')
+
+
 def entry_record(entry: object, now: float, limits: Limits) -> Record:
-    """One wrangler bulk entry, checked as `put` checks its arguments."""
+    """One wrangler bulk entry, checked as `put` checks its arguments.
+
+    The one rule for `put_many` and `kvcache kv bulk put`: wrangler's types first
+    (metadata may be any JSON value, as in `put`), then Workers KV's limits.
+    """
     if not isinstance(entry, Mapping):
-        raise TypeError(f"entry must be an object, not {type(entry).__name__}")
-    key = entry.get("key")
-    if not isinstance(key, str):
-        raise TypeError('entry needs a "key" string')
+        raise TypeError(f"must be an object, not {json_kind(entry)}")
+    _entry_shape(entry)
+    key: str = entry["key"]
     check_server_key(key, "PUT", limits)
-    if "value" not in entry:
-        raise TypeError('entry needs a "value" string')
     value = entry["value"]
     if entry.get("base64"):
         if not isinstance(value, str):
