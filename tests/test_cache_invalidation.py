@@ -18,8 +18,9 @@ import pytest
 
 from backends import FakeClock, StoreFactory
 from kvcache import KVBackendError, KVStore, Limits
-from kvcache.cache import Cache
+from kvcache.cache import Cache, CircuitBreaker
 from kvcache.kv.memory import MemoryStore
+from kvcache.kv.types import Record
 
 KEY = "customer:email:a@b.c"
 BEFORE = {"email": "a@b.c", "name": "before the webhook"}
@@ -385,4 +386,51 @@ async def test_a_fill_that_cannot_read_the_marks_is_not_kept(clock: FakeClock) -
     assert (stats.sets, stats.errors) == (0, 1)
     assert await cache.get_or_set(KEY, done("checked")) == "checked"
     assert await cache.get(KEY) == "checked"
+    await kv.close()
+
+
+class NotedStore(MemoryStore):
+    """A memory store that notes each call with the breaker's state when it started."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        super().__init__()
+        self.breaker = breaker
+        self.down = False
+        self.calls: list[tuple[str, str]] = []
+
+    def _note(self, call: str) -> None:
+        self.calls.append((call, self.breaker.state))
+        if self.down:
+            raise KVBackendError("connection refused", backend="noted")
+
+    async def _get_value(self, key: str) -> bytes | None:
+        self._note("get")
+        return await super()._get_value(key)
+
+    async def _put_if_absent(self, record: Record) -> bool:
+        self._note("put_if_absent")
+        return await super()._put_if_absent(record)
+
+    async def _get_entries(self, keys: list[str]) -> dict[str, tuple[bytes, str | None]]:
+        self._note("get_many")
+        return await super()._get_entries(keys)
+
+
+async def test_a_fill_that_is_the_breakers_probe_closes_it_at_the_first_answer() -> None:
+    """A fenced write is several store calls; only its first may be the probe."""
+    breaker_clock = FakeClock(start=0.0)
+    breaker = CircuitBreaker(threshold=1, cooldown=10, clock=breaker_clock)
+    kv = NotedStore(breaker)
+    cache = Cache(kv, breaker=breaker)
+    kv.down = True
+    assert await cache.get(KEY, MISS) == MISS  # one failure opens the breaker
+    kv.down = False
+
+    async def fetch() -> str:
+        breaker_clock.advance(10)  # the cool-down ends while the origin answers
+        return "fetched"
+
+    assert await cache.get_or_set(KEY, fetch) == "fetched"  # its read was skipped
+    assert kv.calls[1:] == [("put_if_absent", "half-open"), ("get_many", "closed")]
+    assert await cache.get(KEY) == "fetched"
     await kv.close()

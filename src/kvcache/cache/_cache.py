@@ -104,7 +104,7 @@ class Cache:
                 clock=self._clock,
                 loads=serializer.loads,
             )
-        self._fences = Fences(kv, prefix)
+        self._fences = Fences(kv, prefix, self._breaker.success)
         self._flights = Flights(
             Host(
                 kv=kv,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -91,10 +91,15 @@ class Fence:
 
 
 class Fences:
-    """Tombstones, purge marks and the fenced write of one cache."""
+    """Tombstones, purge marks and the fenced write of one cache.
 
-    def __init__(self, kv: KVStore, prefix: str) -> None:
+    `answered` is told as soon as the store answers a fenced write's first call, so a
+    circuit breaker's probe closes it before the write's further calls are made.
+    """
+
+    def __init__(self, kv: KVStore, prefix: str, answered: Callable[[], None]) -> None:
         self.kv = kv
+        self.answered = answered
         self.prefix = prefix
         #: This cache's name on its purge marks: its own purges void its fills in
         #: process, so it skips its own marks.
@@ -155,9 +160,14 @@ class Fences:
         kv = self.kv
         if kv.clock() - fence.since > self.fill_timeout:
             return False  # a tombstone written after the fence may have expired by now
-        if fence.seen is not None and not await kv.delete_if_equals(full, fence.seen):
-            return False
-        if not await kv.put_if_absent(full, data, expiration_ttl=ttl):
+        if fence.seen is not None:
+            removed = await kv.delete_if_equals(full, fence.seen)
+            self.answered()
+            if not removed:
+                return False
+        stored = await kv.put_if_absent(full, data, expiration_ttl=ttl)
+        self.answered()
+        if not stored:
             return False
         try:
             purged = await self._invalidated_since(key, fence)
