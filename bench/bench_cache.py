@@ -11,6 +11,10 @@ What runs:
   aiocache `SimpleMemoryCache`; `Cache.get` on the sqlite store without a local
   tier beside the store's own `kv.get` (text, and type="json", which returns the
   same parsed value); `get_or_set` hits beside `Cache.get` hits.
+- fills: `get_or_set` of a key never seen (a miss, a fetch that returns at once,
+  a store), and `delete` of a cached key followed by `get_or_set` of it (a
+  webhook's invalidation and the refill after it), on the sqlite store and on
+  memory://, each row on a store of its own.
 - stampede: origin calls for 100 concurrent misses of one key (the origin takes
   0.2 s): kvcache in one process; kvcache with lock=True in 4 spawned processes
   x 25 callers on one sqlite file; aiocache `@cached` and `@cached_stampede`;
@@ -24,6 +28,7 @@ machine does not decide a comparison. µs per awaited call on one asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -44,6 +49,8 @@ from _timing import Result, measure_async, render_table
 from kvcache.cache import Cache
 
 ROUNDS = 5
+SAMPLES = 100  # per round, each a batch of INNER calls
+INNER = 100
 VALUE: dict[str, Any] = {
     "id": "gid://shopify/Customer/1234567890",
     "email": "dr.jane.doe@example-clinic.com",
@@ -62,7 +69,7 @@ async def best_of(ops: dict[str, Op]) -> dict[str, Result]:
     best: dict[str, Result] = {}
     for _ in range(ROUNDS):
         for name, op in ops.items():
-            result = await measure_async(name, op, samples=100)
+            result = await measure_async(name, op, inner=INNER, samples=SAMPLES)
             if name not in best or result.median < best[name].median:
                 best[name] = result
     return best
@@ -99,6 +106,55 @@ async def hit_timings(directory: str) -> dict[str, Result]:
         await cashews.close()
         await aio.close()
         await kv.close()
+
+
+async def fill_timings(directory: str) -> dict[str, Result]:
+    """Fills: a key never seen (a miss), and a cached key invalidated then read again.
+
+    Each row has a store of its own, so one row's entries do not slow another's. The
+    refill row's keys are cached before timing starts, as a webhook finds them.
+    """
+    calls = ROUNDS * (SAMPLES + 1) * INNER  # what best_of runs per row, warm-up included
+    entry = "|" + json.dumps(VALUE, separators=(",", ":"))
+    stores: list[kvcache.KVStore] = []
+    ops: dict[str, Op] = {}
+
+    async def fetch() -> dict[str, Any]:
+        return VALUE
+
+    for name in ("sqlite", "memory"):
+        for row in ("fill", "refill"):
+            url = "memory://" if name == "memory" else f"sqlite:///{directory}/{row}.sqlite3"
+            stores.append(kv := await kvcache.open_kv(url, namespace="bench"))
+            cache = Cache(kv)
+            if row == "fill":
+                ops[f"kvcache get_or_set miss (fill), {name}"] = _fill(cache, fetch)
+                continue
+            for start in range(0, calls, 10_000):
+                batch = range(start, min(start + 10_000, calls))
+                await kv.put_many([{"key": f"k:{n}", "value": entry} for n in batch])
+            ops[f"kvcache delete + get_or_set (refill), {name}"] = _refill(cache, fetch)
+    try:
+        return await best_of(ops)
+    finally:
+        for kv in stores:
+            await kv.close()
+
+
+def _fill(cache: Cache, fetch: Callable[[], Awaitable[object]]) -> Op:
+    keys = itertools.count()
+    return lambda i: cache.get_or_set(f"k:{next(keys)}", fetch)
+
+
+def _refill(cache: Cache, fetch: Callable[[], Awaitable[object]]) -> Op:
+    keys = itertools.count()
+
+    async def op(i: int) -> object:
+        key = f"k:{next(keys)}"
+        await cache.delete(key)
+        return await cache.get_or_set(key, fetch)
+
+    return op
 
 
 class Origin:
@@ -189,6 +245,7 @@ def ratio_line(label: str, mine: Result, theirs: Result, target: float) -> str:
 async def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         hits = await hit_timings(directory)
+        fills = await fill_timings(directory)
         counts = {
             "kvcache get_or_set (1 process, 100 callers)": await kvcache_one_process(directory),
             "kvcache get_or_set lock=True (4 processes x 25, one sqlite file)": (
@@ -201,6 +258,7 @@ async def main() -> None:
         }
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs\n")
     print(render_table("Cache hits (µs per call)", list(hits.values())))
+    print(render_table("Fills (µs per call)", list(fills.values())))
     print("### Targets\n")
     print("| comparison | ratio of medians | target | |")
     print("|---|---|---|---|")

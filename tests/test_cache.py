@@ -162,7 +162,10 @@ async def test_delete_prefix_walks_every_page(kv: KVStore) -> None:
     await cache.set("shop:1", "kept")
     await kv.put("customer:1", "outside the cache prefix")
     assert await cache.delete_prefix("customer:") == 10_500
-    assert (await kv.list(prefix="app:customer:")).keys == []
+    buried = (await kv.list(prefix="app:customer:", limit=10)).keys
+    assert {info.metadata for info in buried} == {"kvcache:tombstone"}  # read as misses
+    assert await cache.get("customer:00000", "miss") == "miss"
+    assert await cache.get("customer:10499", "miss") == "miss"
     assert await cache.get("customerx") == "kept: no colon after the prefix"
     assert await cache.get("shop:1") == "kept"
     assert await kv.get("customer:1") == "outside the cache prefix"

@@ -51,6 +51,18 @@ class FlakyStore(MemoryStore):
         self._io()
         return await super()._put_if_absent(record)
 
+    async def _put_many(self, records: list[Record]) -> None:
+        self._io()
+        await super()._put_many(records)
+
+    async def _get_entries(self, keys: list[str]) -> dict[str, tuple[bytes, str | None]]:
+        self._io()
+        return await super()._get_entries(keys)
+
+    async def _delete_if_equals(self, key: str, value: bytes) -> bool:
+        self._io()
+        return await super()._delete_if_equals(key, value)
+
 
 @pytest.fixture
 def store() -> FlakyStore:

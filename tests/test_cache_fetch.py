@@ -314,7 +314,9 @@ async def test_cached_methods_and_attribute_fields(kv: KVStore) -> None:
     assert repo.calls == 1
     assert repo.config.key() == "shop:s1:config"
     await repo.config.invalidate()
-    assert await kv.get("shop:s1:config") is None
+    assert await cache.get("shop:s1:config", "miss") == "miss"
+    assert await repo.config() == {"shop": "s1"}
+    assert repo.calls == 2
 
 
 def test_cached_template_is_checked_when_decorating(kv: KVStore) -> None:

@@ -357,7 +357,7 @@ def test_cached_methods_attribute_fields_and_async_functions(skv: kvcache.sync.K
     assert repo.config() == repo.config() == {"shop": "s1"}
     assert repo.calls == 1 and repo.config.key() == "shop:s1:config"
     repo.config.invalidate()
-    assert skv.get("shop:s1:config") is None
+    assert cache.get("shop:s1:config", "miss") == "miss"  # a tombstone, read as a miss
 
     @cache.cached("async:{n}")
     async def double(n: int) -> int:
@@ -388,7 +388,9 @@ def test_delete_prefix_walks_every_page(skv: kvcache.sync.KVStore) -> None:
     skv.put_many([{"key": f"p:{i:04d}", "value": "|1"} for i in range(1500)])
     cache.set("other", 1)
     assert cache.delete_prefix("p:") == 1500
-    assert skv.list(prefix="p:").keys == []
+    assert {info.metadata for info in skv.list(prefix="p:").keys} == {"kvcache:tombstone"}
+    assert cache.get("p:0000", "miss") == cache.get("p:1499", "miss") == "miss"
+    assert cache.delete_prefix("p:") == 0  # tombstones are not entries
     assert cache.get("other") == 1
 
 

@@ -11,7 +11,8 @@ written with a stale window; then it is the epoch second at which the value
 stops being fresh, and the store keeps the entry `stale_ttl` seconds longer so
 `get_or_set(..., stale_ttl=...)` can serve it while it refreshes. Otherwise the
 store's own expiry ends the value. A JSON ``null`` is a stored value; only the
-store's None is a miss.
+store's None is a miss, and so is a tombstone (``~<token>|``), which invalidations
+write so that a fill begun before them cannot store (see `_fence`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..kv import validation as v
 from ..kv.base import KVStore
 from ..kv.errors import KVValidationError
 from ._breaker import STORE_ERRORS, CircuitBreaker, logger
+from ._fence import Fence, Fences
 from ._flight import Flights, Host
 from ._local import IMMUTABLE, MISS, LocalTier
 from ._ttl import DEFAULT, CacheTTLWarning, TTLPolicy, check_seconds
@@ -94,6 +96,7 @@ class Cache:
         self._clock = kv.clock
         self._binary = bool(getattr(serializer, "binary", False))
         self._sep: Any = b"|" if self._binary else "|"
+        self._tombstone: Any = b"~" if self._binary else "~"
         self._read_type = "bytes" if self._binary else "text"
         self._loads = serializer.loads
         self._ttl = TTLPolicy(kv.limits, jitter=jitter)
@@ -110,6 +113,7 @@ class Cache:
                 clock=self._clock,
                 loads=serializer.loads,
             )
+        self._fences = Fences(kv, prefix, self._breaker.success)
         self._flights = Flights(
             Host(
                 kv=kv,
@@ -203,7 +207,7 @@ class Cache:
                 counters.hits += 1
                 return value  # type: ignore[no-any-return]
         seen = self._flights.finished
-        value, _, stale = await self._read(full, counters)
+        value, _, stale, raw = await self._read(full, counters)
         if value is not MISS:
             if not stale:
                 counters.hits += 1
@@ -212,13 +216,13 @@ class Cache:
                 _check_fetch(fetch)
                 counters.stale_hits += 1
                 self._flights.refresh(
-                    full, key, fetch, self._fill_args(ttl, negative_ttl, stale_ttl, lock)
+                    full, key, fetch, self._fill_args(ttl, negative_ttl, stale_ttl, lock), raw
                 )
                 return value  # type: ignore[no-any-return]
         counters.misses += 1
         _check_fetch(fetch)
         args = self._fill_args(ttl, negative_ttl, stale_ttl, lock)
-        value, serialized = await self._flights.fill(full, key, fetch, args, seen)
+        value, serialized = await self._flights.fill(full, key, fetch, args, seen, raw)
         if serialized is None or value.__class__ in IMMUTABLE:
             return value  # type: ignore[no-any-return]
         return self._loads(serialized)  # type: ignore[no-any-return]
@@ -263,8 +267,11 @@ class Cache:
         options = {"ttl": base, "negative_ttl": negative, "stale_ttl": stale_ttl, "lock": lock}
         return cached(self, template, options)
 
-    async def _read(self, full: str, counters: Counters) -> tuple[Any, Any, bool]:
-        """(value, serialized, stale) from the store; value is MISS when absent or unusable."""
+    async def _read(self, full: str, counters: Counters) -> tuple[Any, Any, bool, Any]:
+        """(value, serialized, stale, raw) from the store; value is MISS when absent or unusable.
+
+        `raw` is the envelope as read (None when absent or unknown): a fill's fence.
+        """
         local = self._local
         version = local.version if local is not None else 0
         if self._breaker.open_until and self._skip_store(full, "GET", counters):
@@ -278,7 +285,8 @@ class Cache:
             else:
                 if self._breaker.failures:
                     self._breaker.success()
-        return self._decode(raw, full, counters, version)
+        value, serialized, stale = self._decode(raw, full, counters, version)
+        return value, serialized, stale, raw
 
     def _decode(
         self, raw: Any, full: str, counters: Counters, version: int
@@ -287,6 +295,8 @@ class Cache:
         if raw is None:
             return _NOTHING
         head, sep, body = raw.partition(self._sep)
+        if sep and head[:1] == self._tombstone:
+            return _NOTHING  # invalidated
         try:
             if not sep:
                 raise ValueError("no envelope")
@@ -333,12 +343,20 @@ class Cache:
         full = self._full_key(key)
         base = self._ttl.base(ttl, "ttl")
         serialized = self.serializer.dumps(value)
+        await self._flights.invalidate(full)  # a fill begun before this write must not undo it
         await self._store(full, key, value, serialized, base, 0.0)
 
     async def _store(
-        self, full: str, key: str, value: Any, serialized: Any, ttl: int | None, stale: float
+        self,
+        full: str,
+        key: str,
+        value: Any,
+        serialized: Any,
+        ttl: int | None,
+        stale: float,
+        fence: Fence | None = None,
     ) -> None:
-        """Write an envelope; used by `set` and by fetches. Store failures are dropped."""
+        """Write an envelope: `set`'s always, a fill's if `fence` holds. Failures are dropped."""
         counters = self._stats.family(key)
         if ttl is None:
             header, store_ttl, fresh_until = "", None, 0
@@ -357,25 +375,35 @@ class Cache:
             v.value_bytes(data, self.kv.limits)
             return
         try:
-            await self.kv.put(full, data, expiration_ttl=store_ttl)
+            if fence is None:
+                await self.kv.put(full, data, expiration_ttl=store_ttl)
+                kept = True
+            else:
+                kept = await self._fences.store(full, key, data, store_ttl, fence)
         except STORE_ERRORS as exc:
             self._failed("put", exc, counters)
+            kept = False
+        else:
+            self._breaker.success()
+        if not kept:
+            if local is not None:
+                local.drop(full)  # nor keep a read of it made while it was briefly stored
             return
-        self._breaker.success()
         counters.sets += 1
         if local is not None and local.version == version:
             local.put(full, value, serialized, fresh_until)
 
     async def delete(self, key: str) -> None:
-        """Remove `key` from the store and this process's local tier."""
+        """Invalidate `key` here and in the store, where a tombstone stops older fills."""
         full = self._full_key(key)
         counters = self._stats.family(key)
         if self._local is not None:
             self._local.drop(full)
+        await self._flights.invalidate(full)
         if self._skip_store(full, "DELETE", counters):
             return
         try:
-            await self.kv.delete(full)
+            await self._fences.bury(full, key)
         except STORE_ERRORS as exc:
             self._failed("delete", exc, counters)
             return
@@ -383,12 +411,13 @@ class Cache:
         counters.deletes += 1
 
     async def delete_prefix(self, prefix: str) -> int:
-        """Delete every key starting with `prefix`, across all pages; returns how many."""
+        """Invalidate every key starting with `prefix`, across all pages; returns how many."""
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
         full = self.prefix + prefix
         if self._local is not None:
             self._local.drop_prefix(full)
+        await self._flights.invalidate(full, prefix=True)
         counters = self._stats.family(prefix)
         if self._breaker.open_until:
             v.check_prefix(full, self.kv.limits)
@@ -396,31 +425,17 @@ class Cache:
                 counters.skipped += 1
                 return 0
         removed = 0
-        batch: list[str] = []
-        cursor: str | None = None
+        skip = len(self.prefix)
         try:
-            while True:
-                page = await self.kv.list(prefix=full, cursor=cursor)
-                batch.extend(info.name for info in page.keys)
-                if len(batch) >= v.BULK_WRITE_MAX - v.LIST_LIMIT_MAX or page.list_complete:
-                    removed += await self._delete_batch(batch)
-                    batch = []
-                if page.list_complete:
-                    break
-                cursor = page.cursor
+            async for names in self._fences.purge(prefix):
+                for name in names:
+                    self._stats.family(name[skip:]).deletes += 1
+                removed += len(names)
         except STORE_ERRORS as exc:
             self._failed("delete_prefix", exc, counters)
             return removed
         self._breaker.success()
         return removed
-
-    async def _delete_batch(self, names: list[str]) -> int:
-        if names:
-            await self.kv.delete_many(names)
-        skip = len(self.prefix)
-        for name in names:
-            self._stats.family(name[skip:]).deletes += 1
-        return len(names)
 
     # -- statistics and lifecycle -------------------------------------------
 

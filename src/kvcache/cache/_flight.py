@@ -10,12 +10,16 @@ then fetch themselves (a holder that died must not block its key for long).
 A lease is the key `<prefix>.lease:<key>` holding `<token>|<deadline>`. The
 deadline is in the value because stores refuse expiries under their minimum
 (60 s on Workers KV); a lease past its deadline may be taken over at once.
+
+Every fill carries a `Fence`: what it read before fetching. An invalidation in
+this process voids the running fills it covers (they still answer their callers,
+but store nothing, and later callers start a fresh fetch); the fence makes the
+store refuse the write of a fill that another process invalidated (`_fence`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import math
 import secrets
@@ -26,6 +30,7 @@ from typing import Any
 
 from ..kv.base import KVStore
 from ._breaker import STORE_ERRORS
+from ._fence import LEASE, Fence, internal_key
 from ._local import MISS
 from .stats import Counters
 
@@ -36,7 +41,6 @@ FillArgs = tuple[int | None, int | None, float, bool]
 #: What a fill returns: the value and its serialized form (None when not stored).
 Filled = tuple[Any, Any]
 
-LEASE_PREFIX = ".lease:"
 _FIRST_POLL = 0.01
 _MAX_POLL = 0.25
 
@@ -55,10 +59,11 @@ class Host:
     prefix: str
     lock_timeout: float
     clock: Callable[[], float]
-    #: (value, serialized, stale) of a full key; value is MISS when absent or unusable.
-    read: Callable[[str, Counters], Awaitable[tuple[Any, Any, bool]]]
-    #: Write an envelope: (full, key, value, serialized, ttl, stale seconds).
-    store: Callable[[str, str, Any, Any, int | None, float], Awaitable[None]]
+    #: (value, serialized, stale, raw) of a full key; value is MISS when absent or unusable.
+    read: Callable[[str, Counters], Awaitable[tuple[Any, Any, bool, Any]]]
+    #: Write a fill's envelope unless its fence broke:
+    #: (full, key, value, serialized, ttl, stale seconds, fence).
+    store: Callable[[str, str, Any, Any, int | None, float, Fence], Awaitable[None]]
     #: A store call failed: (operation, error, counters).
     failed: Callable[[str, BaseException, Counters], None]
     family: Callable[[str], Counters]
@@ -66,12 +71,25 @@ class Host:
     dumps: Callable[[Any], Any]
 
 
+@dataclass(eq=False, slots=True)
+class _Fill:
+    """One running fetch: its task, its fence, and whether an invalidation voided it."""
+
+    fence: Fence
+    task: asyncio.Task[Filled] | None = None
+    void: bool = False
+    #: Set while the fill writes to the store; an invalidation waits for it to end.
+    storing: asyncio.Future[None] | None = None
+
+
 class Flights:
     """The fetches running for one cache, keyed by full key."""
 
     def __init__(self, host: Host) -> None:
         self._host = host
-        self._running: dict[str, asyncio.Task[Filled]] = {}
+        #: The fill a miss of a key joins; a voided fill leaves it at once.
+        self._running: dict[str, _Fill] = {}
+        self._tasks: set[asyncio.Task[Filled]] = set()
         #: How many fetches have ended; a caller notes it before reading the store.
         self.finished = 0
 
@@ -82,59 +100,89 @@ class Flights:
         fetch: Callable[[], Awaitable[Any]],
         args: FillArgs,
         seen: int | None = None,
+        raw: Any = None,
     ) -> Filled:
         """Join the running fetch of `full`, or start one; every joiner gets its outcome.
 
-        `seen` is `finished` as it was before the caller read its miss. If a fetch
-        ended since, it may have stored the value after that read: look again
-        before fetching, so a slow reader never starts a second fetch.
+        `raw` is what the caller read (its fence). `seen` is `finished` as it was
+        before that read. If a fetch ended since, it may have stored the value
+        after the read: look again before fetching, so a slow reader never starts
+        a second fetch.
         """
-        task = self._running.get(full)
-        if task is None and seen is not None and seen != self.finished:
+        running = self._running.get(full)
+        if running is None and seen is not None and seen != self.finished:
             host = self._host
-            value, serialized, stale = await host.read(full, host.family(key))
+            value, serialized, stale, raw = await host.read(full, host.family(key))
             if value is not MISS and not stale:
                 return value, serialized
-            task = self._running.get(full)
+            running = self._running.get(full)
+        task = running.task if running is not None else None
         if task is None:
-            task = self._start(full, key, fetch, args)
+            task = self._start(full, key, fetch, args, raw)
         return await asyncio.shield(task)
 
     def refresh(
-        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs, raw: Any
     ) -> None:
         """Start a background fetch of `full` unless one is running."""
         if full not in self._running:
-            self._start(full, key, fetch, args).add_done_callback(_retrieve)
+            self._start(full, key, fetch, args, raw).add_done_callback(_retrieve)
+
+    async def invalidate(self, full: str, *, prefix: bool = False) -> None:
+        """Keep the running fills of `full` (or of every key under it) from storing.
+
+        Voids them at once, then waits for any of them writing right now, so that
+        its write lands before the caller's invalidation reaches the store.
+        """
+        running = self._running
+        if prefix:
+            names = [name for name in running if name.startswith(full)]
+        elif full in running:
+            names = [full]
+        else:
+            return
+        storing = []
+        for name in names:
+            fill = running.pop(name)
+            fill.void = True
+            if fill.storing is not None:
+                storing.append(fill.storing)
+        if storing:
+            await asyncio.wait(storing)
 
     async def cancel_all(self) -> None:
-        tasks = list(self._running.values())
+        tasks = list(self._tasks)
         self._running.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _start(
-        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs, raw: Any
     ) -> asyncio.Task[Filled]:
-        task = asyncio.get_running_loop().create_task(self._run(full, key, fetch, args))
-        self._running[full] = task
+        fill = _Fill(Fence(raw, self._host.clock()))
+        task = asyncio.get_running_loop().create_task(self._run(fill, full, key, fetch, args))
+        fill.task = task
+        self._running[full] = fill
+        self._tasks.add(task)
         return task
 
     async def _run(
-        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+        self, fill: _Fill, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
     ) -> Filled:
         try:
             if args[3] and self._host.kv.atomic and self._host.allow():
-                return await self._with_lease(full, key, fetch, args)
-            return await self._fetch_and_store(full, key, fetch, args)
+                return await self._with_lease(fill, full, key, fetch, args)
+            return await self._fetch_and_store(fill, full, key, fetch, args)
         finally:
             self.finished += 1
-            if self._running.get(full) is asyncio.current_task():
+            if fill.task is not None:
+                self._tasks.discard(fill.task)
+            if self._running.get(full) is fill:
                 del self._running[full]
 
     async def _fetch_and_store(
-        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+        self, fill: _Fill, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
     ) -> Filled:
         host = self._host
         ttl, negative_ttl, stale, _ = args
@@ -155,11 +203,17 @@ class Flights:
                 return None, None
             ttl, stale = negative_ttl, 0.0
         serialized = host.dumps(value)
-        await host.store(full, key, value, serialized, ttl, stale)
+        if not fill.void:
+            fill.storing = asyncio.get_running_loop().create_future()
+            try:
+                await host.store(full, key, value, serialized, ttl, stale, fill.fence)
+            finally:
+                fill.storing.set_result(None)
+                fill.storing = None
         return value, serialized
 
     async def _with_lease(
-        self, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
+        self, fill: _Fill, full: str, key: str, fetch: Callable[[], Awaitable[Any]], args: FillArgs
     ) -> Filled:
         host = self._host
         lease = self._lease_key(key)
@@ -172,10 +226,11 @@ class Flights:
                 break
             if token:
                 try:
-                    value, serialized, stale = await host.read(full, host.family(key))
+                    value, serialized, stale, raw = await host.read(full, host.family(key))
                     if value is not MISS and not stale:
                         return value, serialized
-                    return await self._fetch_and_store(full, key, fetch, args)
+                    fill.fence = Fence(raw, host.clock())
+                    return await self._fetch_and_store(fill, full, key, fetch, args)
                 finally:
                     await self._release(lease, token, key)
             remaining = give_up - loop.time()
@@ -183,18 +238,14 @@ class Flights:
                 break
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, _MAX_POLL) * (0.75 + secrets.randbelow(50) / 100)
-            value, serialized, stale = await host.read(full, host.family(key))
+            value, serialized, stale, raw = await host.read(full, host.family(key))
             if value is not MISS and not stale:
                 return value, serialized
-        return await self._fetch_and_store(full, key, fetch, args)
+            fill.fence = Fence(raw, host.clock())
+        return await self._fetch_and_store(fill, full, key, fetch, args)
 
     def _lease_key(self, key: str) -> str:
-        host = self._host
-        lease = host.prefix + LEASE_PREFIX + key
-        if len(lease.encode("utf-8", "surrogatepass")) > host.kv.limits.max_key_bytes:
-            digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16)
-            lease = host.prefix + LEASE_PREFIX + "#" + digest.hexdigest()
-        return lease
+        return internal_key(self._host.prefix, LEASE, key, self._host.kv)
 
     async def _acquire(self, lease: str, key: str) -> str | None:
         """Our lease value if we now hold the lease; "" if another does; None on store failure."""
