@@ -163,7 +163,7 @@ class Fences:
         if fence.seen is not None:
             removed = await kv.delete_if_equals(full, fence.seen)
             self.answered()
-            if not removed:
+            if not removed and not await self._replace_lossy(full, fence.seen):
                 return False
         stored = await kv.put_if_absent(full, data, expiration_ttl=ttl)
         self.answered()
@@ -177,6 +177,20 @@ class Fences:
         if purged:
             await kv.delete_if_equals(full, data)
         return not purged
+
+    async def _replace_lossy(self, full: str, seen: Any) -> bool:
+        """Remove a foreign entry that was read as text with bytes that are not UTF-8.
+
+        Such an entry reads back lossily (U+FFFD), so its text never equals what is
+        stored; compare its exact bytes instead, so the fill overwrites it as it would
+        any other entry the cache cannot use.
+        """
+        if not isinstance(seen, str) or "\ufffd" not in seen:
+            return False
+        exact = await self.kv.get(full, "bytes")
+        if exact is None or exact.decode("utf-8", "replace") != seen:
+            return False
+        return await self.kv.delete_if_equals(full, exact)
 
     async def _invalidated_since(self, key: str, fence: Fence) -> bool:
         """Did another writer invalidate `key` at or after the fence (less the skew)?"""
