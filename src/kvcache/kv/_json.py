@@ -7,7 +7,9 @@ records, and anything JSON cannot hold is a `TypeError` naming what it was.
 msgspec's decoder reads the compact JSON that kvcache writes in about half the
 time of the standard library's C scanner, and keeps big integers exact. Anything
 it refuses (NaN, Infinity, a lone surrogate) goes to the standard library, so
-what parses and how is exactly `json.loads`.
+what parses and how is exactly `json.loads`. msgspec is optional: without it
+(inside Pyodide, in a Python Worker, where no C extension may be required) the
+standard library reads everything, with the same results.
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 __all__ = ["dumps", "loads"]
 
-_decode = msgspec.json.Decoder().decode
+try:
+    import msgspec
+except ImportError:  # pragma: no cover - exercised inside Pyodide (tests/cloudflare)
+    _decode: Callable[[str | bytes], Any] | None = None
+    _DECODE_ERRORS: tuple[type[Exception], ...] = ()
+else:
+    _decode = msgspec.json.Decoder().decode
+    _DECODE_ERRORS = (msgspec.DecodeError, UnicodeEncodeError)
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -44,7 +51,9 @@ def dumps(value: Any, what: str = "value", coder: json.JSONEncoder = _COMPACT) -
 
 def loads(data: str | bytes) -> Any:
     """`json.loads(data)`, faster on valid input."""
+    if _decode is None:
+        return json.loads(data)
     try:
         return _decode(data)
-    except (msgspec.DecodeError, UnicodeEncodeError):
+    except _DECODE_ERRORS:
         return json.loads(data)

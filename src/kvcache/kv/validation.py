@@ -204,6 +204,13 @@ def expiry(
     expiration: object, expiration_ttl: object, now: float, limits: Limits, op: str = "PUT"
 ) -> int | None:
     """Absolute expiry in epoch seconds, or None; expiration_ttl wins over expiration."""
+    return expiry_and_ttl(expiration, expiration_ttl, now, limits, op)[0]
+
+
+def expiry_and_ttl(
+    expiration: object, expiration_ttl: object, now: float, limits: Limits, op: str = "PUT"
+) -> tuple[int | None, int | None]:
+    """`expiry`, and the TTL in seconds when one was given (it wins over expiration)."""
     whole_now = math.floor(now)
     if expiration_ttl is not None:
         ttl = to_int32(expiration_ttl, "expiration_ttl")
@@ -220,7 +227,7 @@ def expiry(
                 status=400,
                 op=op,
             )
-        return whole_now + ttl
+        return whole_now + ttl, ttl
     if expiration is not None:
         at = to_int32(expiration, "expiration")
         if at <= whole_now:
@@ -237,8 +244,8 @@ def expiry(
                 status=400,
                 op=op,
             )
-        return at
-    return None
+        return at, None
+    return None, None
 
 
 def decode_value(raw: bytes, type: str) -> Any:
@@ -371,9 +378,9 @@ def entry_record(entry: object, now: float, limits: Limits) -> Record:
             value = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise KVValidationError("Value is not valid base64.", status=400, op="PUT") from None
-    expires = expiry(entry.get("expiration"), entry.get("expiration_ttl"), now, limits)
+    expires, ttl = expiry_and_ttl(entry.get("expiration"), entry.get("expiration_ttl"), now, limits)
     meta = metadata_json(entry.get("metadata"), limits)
-    return Record(key, value_bytes(value, limits), expires, meta)
+    return Record(key, value_bytes(value, limits), expires, meta, ttl)
 
 
 def bulk_records(entries: Iterable[object], now: float, limits: Limits) -> list[Record]:
