@@ -97,7 +97,11 @@ class KVStore(ABC):
     async def get_many(
         self, keys: Sequence[str], type: str = "text", *, cache_ttl: int | None = None
     ) -> dict[str, Any]:
-        """Up to 100 keys in one call; every requested key maps to its value or None."""
+        """Up to 100 keys in one call; every requested key maps to its value or None.
+
+        `type` is "text", "json" or "bytes" (the binding's bulk read has no bytes;
+        kvcache's has, and over Cloudflare's REST API it costs one read per key).
+        """
         unique = v.check_bulk_get(keys, type, self.limits)
         if cache_ttl is not None:
             v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
@@ -124,6 +128,8 @@ class KVStore(ABC):
     def _bulk_values(found: dict[str, tuple[bytes, str | None]], type: str) -> dict[str, Any]:
         """Decode every found value once; a non-JSON value fails the whole json call."""
         v.check_bulk_size(sum([len(raw) for raw, _ in found.values()]))
+        if type == "bytes":
+            return {key: raw for key, (raw, _) in found.items()}
         if type == "text":
             return {key: raw.decode("utf-8", "replace") for key, (raw, _) in found.items()}
         try:

@@ -45,7 +45,7 @@ from ._pages import fill_page
 from ._url import url_options
 from .base import Clock, KVStore
 from .errors import KVBackendError, KVConfigError, KVValidationError
-from .limits import Limits
+from .limits import Limits, check_server_limits
 from .types import KeyInfo, Record
 
 __all__ = ["DEFAULT_API_URL", "CloudflareKV", "from_url", "split_bodies"]
@@ -90,7 +90,7 @@ class CloudflareKV(BestEffortConditionals, KVStore):
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         super().__init__(namespace=namespace_id, limits=limits, clock=clock)
-        _check_limits(self.limits)
+        check_server_limits(self.limits, "cloudflare://")
         self.account_id = account_id
         self._owns_client = client is None
         if client is None:
@@ -289,24 +289,6 @@ class CloudflareKV(BestEffortConditionals, KVStore):
             self._closed = True
             if self._owns_client:
                 await self.api.client.aclose()
-
-
-def _check_limits(limits: Limits) -> None:
-    strict = Limits.cloudflare()
-    looser = [
-        name
-        for name in ("max_key_bytes", "max_value_bytes", "max_metadata_bytes")
-        if getattr(limits, name) > getattr(strict, name)
-    ] + [
-        name
-        for name in ("min_expiration_ttl", "min_cache_ttl")
-        if getattr(limits, name) < getattr(strict, name)
-    ]
-    if looser:
-        raise KVConfigError(
-            "cloudflare:// enforces Workers KV's own limits on the server, so limits looser "
-            f"than Limits.cloudflare() cannot apply ({', '.join(looser)})"
-        )
 
 
 def _text_bytes(value: object) -> bytes:

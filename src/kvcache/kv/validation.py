@@ -135,8 +135,10 @@ def to_int32(value: object, name: str) -> int:
 
 
 def check_type(type: str, *, bulk: bool = False) -> None:
+    """Value types; bulk reads take "text" and "json" as Workers KV does, and kvcache's
+    "bytes" (raw values; over Cloudflare's REST API that means single reads)."""
     if bulk:
-        if type not in ("text", "json"):
+        if type not in ("text", "json", "bytes"):
             raise KVValidationError(
                 f'"{type}" is not a valid type. Use "json" or "text"', status=400, op="GET_BULK"
             )
