@@ -46,6 +46,8 @@ __all__ = [
     "conformance_namespace",
     "miniflare_rest",
     "node_or_skip",
+    "start_rest",
+    "start_worker",
 ]
 
 WORKER_DIR = Path(__file__).parent / "cloudflare" / "worker"
@@ -55,6 +57,7 @@ ACCOUNT = "0123456789abcdef0123456789abcdef"
 NAMESPACES = ["ns-conformance", "ns-timed", "ns-store", "ns-spare"]
 START_TIMEOUT = 60.0
 REPLY_TIMEOUT = 30.0
+RESET_ROUNDS = 100
 
 
 def conformance_namespace(*, timed: bool) -> str:
@@ -150,12 +153,15 @@ class MiniflareRest:
         base = f"{self.api_url}/accounts/{self.account}/storage/kv/namespaces/{namespace}"
         headers = {"Authorization": f"Bearer {self.write_token}"}
         with httpx.Client(headers=headers, timeout=60) as client:
-            while True:
+            for _ in range(RESET_ROUNDS):
                 listed = client.get(f"{base}/keys", params={"limit": 1000}).json()
                 names = [row["name"] for row in listed["result"]]
                 if not names:
                     return
-                client.post(f"{base}/bulk/delete", json=names).raise_for_status()
+                answer = client.post(f"{base}/bulk/delete", json=names).json()
+                if answer["result"]["unsuccessful_keys"]:
+                    raise RuntimeError(f"reset {namespace}: not deleted: {answer['result']}")
+        raise RuntimeError(f"reset {namespace}: still not empty after {RESET_ROUNDS} rounds")
 
     def stop(self) -> None:
         try:
@@ -197,17 +203,19 @@ def start_worker(
     return process, lines, first
 
 
-@pytest.fixture(scope="session")
-def miniflare_rest() -> Iterator[MiniflareRest]:
-    read, write = f"read-{uuid.uuid4().hex}", f"write-{uuid.uuid4().hex}"
-    config = {
-        "account": ACCOUNT,
-        "namespaces": NAMESPACES,
-        "tokens": {"read": read, "write": write},
-    }
+def start_rest(read_token: str, write_token: str) -> MiniflareRest:
+    """Start the REST test Worker with these two tokens (read-only, and read-write)."""
+    tokens = {"read": read_token, "write": write_token}
+    config = {"account": ACCOUNT, "namespaces": NAMESPACES, "tokens": tokens}
     process, lines, first = start_worker("serve.mjs", config)
     server = MiniflareRest(process, lines, first["url"])
-    server.read_token, server.write_token = read, write
+    server.read_token, server.write_token = read_token, write_token
+    return server
+
+
+@pytest.fixture(scope="session")
+def miniflare_rest() -> Iterator[MiniflareRest]:
+    server = start_rest(f"read-{uuid.uuid4().hex}", f"write-{uuid.uuid4().hex}")
     try:
         yield server
     finally:

@@ -38,7 +38,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from ._best_effort import BestEffortConditionals
+from ._best_effort import SingleKeyFallbacks
 from ._cloudflare_http import RATE_LIMIT, Api, Pacer, Sleep
 from ._json import dumps
 from ._pages import fill_page
@@ -54,11 +54,10 @@ DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 BULK_BODY_MAX = 100_000_000
 _LIST_PAGE_MIN = 10
-_SINGLE_READS = 8  # concurrent single reads of a bytes get_many
 _NAMED_KEYS = 12
 
 
-class CloudflareKV(BestEffortConditionals, KVStore):
+class CloudflareKV(SingleKeyFallbacks, KVStore):
     """One Workers KV namespace of one account, reached over Cloudflare's REST API.
 
     Owns its httpx client unless one is passed in (`client=`), which it then borrows.
@@ -94,7 +93,7 @@ class CloudflareKV(BestEffortConditionals, KVStore):
         self.account_id = account_id
         self._owns_client = client is None
         if client is None:
-            client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+            client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0))
         base = f"{api_url.rstrip('/')}/accounts/{quote(account_id, safe='')}"
         base += f"/storage/kv/namespaces/{quote(namespace_id, safe='')}"
         if pacer is None:
@@ -178,21 +177,6 @@ class CloudflareKV(BestEffortConditionals, KVStore):
             else:
                 found[key] = (_text_bytes(item), None)
         return found
-
-    async def _single_reads(
-        self, keys: list[str], metadata: bool
-    ) -> dict[str, tuple[bytes, str | None]]:
-        gate = asyncio.Semaphore(_SINGLE_READS)
-
-        async def one(key: str) -> tuple[bytes, str | None] | None:
-            async with gate:
-                if metadata:
-                    return await self._get_entry(key)
-                value = await self._get_value(key)
-                return None if value is None else (value, None)
-
-        results = await asyncio.gather(*(one(key) for key in keys))
-        return {key: found for key, found in zip(keys, results, strict=True) if found is not None}
 
     async def _list_page(self, prefix: str, limit: int, cursor: str | None) -> Any:
         self._check_open()

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any, ClassVar
 
-from ._best_effort import BestEffortConditionals
+from ._best_effort import SingleKeyFallbacks
 from ._json import dumps, loads
 from ._pages import fill_page
 from .base import Clock, KVStore
@@ -69,7 +69,7 @@ def map_js_error(op: str, exc: BaseException) -> Exception:
     return KVBackendError(f"{op} failed: {text}", backend="workers", cause=exc)
 
 
-class WorkersKV(BestEffortConditionals, KVStore):
+class WorkersKV(SingleKeyFallbacks, KVStore):
     """A KV namespace binding (`env.CACHE`) as a kvcache store. Borrows the binding."""
 
     backend: ClassVar[str] = "workers"
@@ -131,17 +131,7 @@ class WorkersKV(BestEffortConditionals, KVStore):
     async def _read_many(
         self, keys: list[str], type: str, *, metadata: bool = False
     ) -> dict[str, tuple[bytes, str | None]]:
-        gate = asyncio.Semaphore(_CONCURRENT)
-
-        async def one(key: str) -> tuple[bytes, str | None] | None:
-            async with gate:
-                if metadata:
-                    return await self._get_entry(key)
-                value = await self._get_value(key)
-                return None if value is None else (value, None)
-
-        results = await asyncio.gather(*(one(key) for key in keys))
-        return {key: found for key, found in zip(keys, results, strict=True) if found is not None}
+        return await self._single_reads(keys, metadata)
 
     async def _list_page(self, prefix: str, limit: int, cursor: str | None) -> ListPage:
         self._check()

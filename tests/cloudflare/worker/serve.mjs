@@ -12,7 +12,9 @@
 // End of stdin also stops it, so a test run that dies leaves nothing behind.
 
 import { createInterface } from "node:readline";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Miniflare, _enableControlEndpoints } from "miniflare";
 
 const config = JSON.parse(process.argv[2]);
@@ -28,6 +30,9 @@ config.namespaces.forEach((id, index) => {
   byId[id] = `NS_${index}`;
 });
 
+// KV storage on tmpfs where there is one: Miniflare writes a file per value.
+const persist = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "kvcache-mf-"));
+
 const mf = new Miniflare({
   modules: true,
   script,
@@ -35,6 +40,7 @@ const mf = new Miniflare({
   host: "127.0.0.1",
   port: 0,
   kvNamespaces,
+  kvPersist: persist,
   bindings: {
     ACCOUNT: config.account,
     NAMESPACES: byId,
@@ -62,6 +68,7 @@ async function handle(command) {
   }
   if (command.op === "stop") {
     await mf.dispose();
+    rmSync(persist, { recursive: true, force: true });
     process.stdout.write(JSON.stringify({ ok: true }) + "\n");
     process.exit(0);
   }
@@ -82,4 +89,5 @@ for await (const line of lines) {
   process.stdout.write(JSON.stringify(answer) + "\n");
 }
 await mf.dispose();
+rmSync(persist, { recursive: true, force: true });
 process.exit(0);
