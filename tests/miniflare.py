@@ -52,9 +52,17 @@ __all__ = [
 
 WORKER_DIR = Path(__file__).parent / "cloudflare" / "worker"
 ACCOUNT = "0123456789abcdef0123456789abcdef"
-#: Namespace ids the test Worker binds: one for the conformance suite, others for the
-#: backend's own tests and the benchmark.
-NAMESPACES = ["ns-conformance", "ns-timed", "ns-store", "ns-spare"]
+#: Namespace ids the test Worker binds: two for the conformance suite, others for the
+#: CLI's and the benchmark; the last two are the CACHE ids (id, preview_id) of the
+#: wrangler.toml that tests/test_docs.py writes for the docs.
+NAMESPACES = [
+    "ns-conformance",
+    "ns-timed",
+    "ns-store",
+    "ns-spare",
+    "0f2ac74b498b48028cb68387c421e279",
+    "6a1ddb03f3ec4f7bb4b5a3c4a1f3f6a2",
+]
 START_TIMEOUT = 60.0
 REPLY_TIMEOUT = 30.0
 RESET_ROUNDS = 100

@@ -1,6 +1,7 @@
 """kvcache inside a real Python Worker: workerd (Miniflare) runs the checks on `WorkersKV(env.KV)`.
 
-The Worker's modules are tests/cloudflare/pyworker/entry.py and checks.py plus
+The Worker's modules are tests/cloudflare/pyworker/entry.py and checks.py, the
+Worker example of docs/cloudflare.md (as example.py), plus
 kvcache's pure-Python modules under their package paths (no C extension: the
 `cloudflare`, `redis`, `sqlite` backends, the CLI and the sync facade stay out).
 One Worker starts per session (about 6 s: Pyodide loads) and one request runs
@@ -10,6 +11,7 @@ Worker sent back.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,13 +36,23 @@ LEFT_OUT = (
     "kvcache/__main__",
 )
 
+DOCS = HERE.parent / "docs" / "cloudflare.md"
+
 sys.path.insert(0, str(PYWORKER))
-from checks import CHECKS  # noqa: E402
+from checks import CHECKS, EXAMPLE_CHECKS  # noqa: E402
+
+
+def docs_worker_example() -> str:
+    """The Python Worker example of docs/cloudflare.md (the block that defines on_fetch)."""
+    blocks = re.findall(r"^```python\n(.*?)^```", DOCS.read_text(), re.M | re.S)
+    [example] = [block for block in blocks if "async def on_fetch(request, env)" in block]
+    return str(example)
 
 
 def worker_modules() -> list[dict[str, str]]:
     modules = [{"path": "entry.py", "file": str(PYWORKER / "entry.py")}]
     modules.append({"path": "checks.py", "file": str(PYWORKER / "checks.py")})
+    modules.append({"path": "example.py", "contents": docs_worker_example()})
     for file in sorted((SOURCE / "kvcache").rglob("*.py")):
         path = file.relative_to(SOURCE).as_posix()
         if not path.startswith(LEFT_OUT):
@@ -71,10 +83,10 @@ def results() -> Iterator[dict[str, str]]:
 
 
 def test_the_worker_runs_every_check(results: dict[str, str]) -> None:
-    assert sorted(results) == sorted(CHECKS)
+    assert sorted(results) == sorted([*CHECKS, *EXAMPLE_CHECKS])
 
 
-@pytest.mark.parametrize("name", list(CHECKS))
+@pytest.mark.parametrize("name", [*CHECKS, *EXAMPLE_CHECKS])
 def test_check_passes_inside_workerd(results: dict[str, str], name: str) -> None:
     outcome = results.get(name, "not run")
     if outcome != "ok":
@@ -83,4 +95,5 @@ def test_check_passes_inside_workerd(results: dict[str, str], name: str) -> None
 
 def test_no_compiled_module_is_shipped() -> None:
     assert all(m["path"].endswith(".py") for m in worker_modules())
+    assert all(("file" in m) != ("contents" in m) for m in worker_modules())
     assert not any(m["path"].startswith(LEFT_OUT) for m in worker_modules())

@@ -4,7 +4,8 @@ The namespace id comes from `--namespace-id`, or from the wrangler config's
 `[[kv_namespaces]]` entry of `--binding NAME` (its `preview_id` with `--preview`;
 kvcache.toml is for local stores and is not read here). The account is
 CLOUDFLARE_ACCOUNT_ID and the token CLOUDFLARE_API_TOKEN, as for wrangler;
-CLOUDFLARE_API_BASE_URL, wrangler's variable for another API root, is honoured.
+CLOUDFLARE_API_BASE_URL, wrangler's variable for another API root, is honoured
+by the backend itself.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ __all__ = ["remote_url"]
 
 ACCOUNT_ENV = "CLOUDFLARE_ACCOUNT_ID"
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"  # as kvcache.kv.cloudflare reads it (not imported: httpx)
-API_BASE_ENV = "CLOUDFLARE_API_BASE_URL"
 
 
 def remote_url(
@@ -56,7 +56,4 @@ def remote_url(
             "and 'Workers KV Storage Write' permissions"
         )
     url = f"cloudflare://{quote(account, safe='')}/{quote(namespace_id, safe='')}"
-    base = os.environ.get(API_BASE_ENV, "").strip()
-    if base:
-        url += "?api_url=" + quote(base, safe=":/")
     return url, namespace_id, source

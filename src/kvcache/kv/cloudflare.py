@@ -52,6 +52,8 @@ __all__ = ["DEFAULT_API_URL", "CloudflareKV", "from_url", "split_bodies"]
 
 DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
+#: wrangler's variable for another API root; the default of `api_url=` when set.
+API_BASE_ENV = "CLOUDFLARE_API_BASE_URL"
 BULK_BODY_MAX = 100_000_000
 _LIST_PAGE_MIN = 10
 _NAMED_KEYS = 12
@@ -345,7 +347,8 @@ async def from_url(
     """cloudflare://ACCOUNT_ID/NAMESPACE_ID[?api_url=BASE&rate_limit=N].
 
     `namespace` is checked but not used: the URL names the namespace. The token is
-    `api_token=` or the CLOUDFLARE_API_TOKEN environment variable.
+    `api_token=` or the CLOUDFLARE_API_TOKEN environment variable; the API root is
+    `api_url`, else CLOUDFLARE_API_BASE_URL (as for wrangler), else Cloudflare's.
     """
     if not isinstance(namespace, str) or not namespace:
         raise TypeError("namespace must be a non-empty str")
@@ -362,7 +365,7 @@ async def from_url(
         raise KVConfigError(
             f"cloudflare URL: unknown option {unknown[0]!r}; the options are api_url, rate_limit"
         )
-    api_url = options.get("api_url", DEFAULT_API_URL)
+    api_url = options.get("api_url") or os.environ.get(API_BASE_ENV) or DEFAULT_API_URL
     if not api_url.startswith(("http://", "https://")):
         raise KVConfigError(f"cloudflare URL: api_url must be an http(s) URL, not {api_url!r}")
     rate = options.get("rate_limit", str(RATE_LIMIT))

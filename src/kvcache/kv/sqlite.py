@@ -47,6 +47,8 @@ _GET = "SELECT value, expiration FROM kv WHERE namespace = ? AND key = ?"
 _GET_ENTRY = "SELECT value, expiration, metadata FROM kv WHERE namespace = ? AND key = ?"
 # Keys are bound one parameter each (at most 100): SQLite's JSON functions cut text at U+0000.
 _GET_MANY = "SELECT key, value, expiration, metadata FROM kv WHERE namespace = ? AND key IN ({})"
+#: The Record fields a row holds (key, value, expiration, metadata; not the caller's ttl).
+_STORED = 4
 _PUT = (
     "INSERT OR REPLACE INTO kv (namespace, key, value, expiration, metadata) VALUES (?, ?, ?, ?, ?)"
 )
@@ -277,13 +279,13 @@ class SQLiteStore(KVStore):
             raise self._fail(exc) from exc
 
     async def _put(self, record: Record) -> None:
-        self._execute(_PUT, (self.namespace, *record))
+        self._execute(_PUT, (self.namespace, *record[:_STORED]))
         self._wrote()
 
     async def _put_many(self, records: list[Record]) -> None:
         namespace = self.namespace
         with self._transaction() as conn:
-            conn.executemany(_PUT, [(namespace, *record) for record in records])
+            conn.executemany(_PUT, [(namespace, *record[:_STORED]) for record in records])
         self._wrote(len(records))
 
     async def _delete(self, key: str) -> None:
@@ -295,7 +297,7 @@ class SQLiteStore(KVStore):
             conn.executemany(_DELETE, [(namespace, key) for key in keys])
 
     async def _put_if_absent(self, record: Record) -> bool:
-        cursor = self._execute(_PUT_IF_ABSENT, (self.namespace, *record, self.clock()))
+        cursor = self._execute(_PUT_IF_ABSENT, (self.namespace, *record[:_STORED], self.clock()))
         self._wrote()
         return cursor.rowcount == 1
 

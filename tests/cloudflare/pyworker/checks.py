@@ -10,6 +10,7 @@ side (tests/test_cloudflare_python_worker.py) fails on any that is not "ok".
 from __future__ import annotations
 
 import base64
+import json
 import math
 import traceback
 from collections.abc import Awaitable, Callable
@@ -263,6 +264,63 @@ async def idempotency_best_effort(kv: KVStore) -> None:
     again = await idem.run("webhook:abc", handle)
     assert not first.duplicate and again.duplicate and again.result == {"processed": 1}
     assert runs == [1]
+
+
+#: Checks of docs/cloudflare.md's Worker example (shipped as the module `example`).
+EXAMPLE_CHECKS = ["docs_example_customer_is_cached", "docs_example_webhook_runs_once"]
+
+
+async def _example_customer(env: Any) -> None:
+    import example  # type: ignore[import-not-found]  # the docs example, only in the Worker
+    from js import Request
+
+    calls: list[str] = []
+    find = example.find_customer
+
+    async def counted(email: str) -> Any:
+        calls.append(email)
+        return await find(email)
+
+    example.find_customer = counted
+    try:
+        answers = []
+        for _ in range(2):
+            response = await example.on_fetch(Request.new("http://w/customer?email=a@b.c"), env)
+            answers.append(json.loads(await response.text()))
+    finally:
+        example.find_customer = find
+    assert answers[0] == answers[1] and answers[0]["email"] == "a@b.c", answers
+    assert calls == ["a@b.c"], calls
+    missing = await example.on_fetch(Request.new("http://w/elsewhere"), env)
+    assert missing.status == 404
+
+
+async def _example_webhook(env: Any) -> None:
+    import example
+    from js import Object, Request
+    from pyodide.ffi import to_js
+
+    init = {"method": "POST", "body": '{"id": 7}', "headers": {"X-Shopify-Webhook-Id": "w-1"}}
+    answers = []
+    for _ in range(2):
+        request = Request.new("http://w/webhooks", to_js(init, dict_converter=Object.fromEntries))
+        response = await example.on_fetch(request, env)
+        answers.append(json.loads(await response.text()))
+    assert answers == [
+        {"duplicate": False, "processed": 7},
+        {"duplicate": True, "processed": 7},
+    ], answers
+
+
+async def run_example(env: Any) -> dict[str, str]:
+    results: dict[str, str] = {}
+    for name, func in zip(EXAMPLE_CHECKS, (_example_customer, _example_webhook), strict=True):
+        try:
+            await func(env)
+            results[name] = "ok"
+        except Exception:
+            results[name] = traceback.format_exc()
+    return results
 
 
 async def wipe(kv: KVStore) -> None:

@@ -6,7 +6,7 @@ offline workerd builds embed has no `workers` module.
 
 import json
 
-from checks import run_all
+from checks import run_all, run_example
 from js import Response
 
 from kvcache.kv.workers import WorkersKV
@@ -14,4 +14,5 @@ from kvcache.kv.workers import WorkersKV
 
 async def on_fetch(request, env):  # type: ignore[no-untyped-def]
     results = await run_all(lambda: WorkersKV(env.KV))
+    results.update(await run_example(env))
     return Response.new(json.dumps(results))

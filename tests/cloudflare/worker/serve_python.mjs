@@ -2,6 +2,8 @@
 //
 //   node serve_python.mjs '{"modules": [{"path": "entry.py", "file": "/abs/entry.py"}, ...]}'
 //
+// (a module may give its "contents" instead of a "file").
+//
 // The first module is the entry point; the others (checks.py, kvcache's pure-Python
 // modules under their package paths) are importable from it. Prints one JSON line
 // {"url": "http://127.0.0.1:PORT/"} once workerd answers; stops at end of stdin or
@@ -16,7 +18,7 @@ const config = JSON.parse(process.argv[2]);
 const modules = config.modules.map((module) => ({
   type: "PythonModule",
   path: module.path,
-  contents: readFileSync(module.file, "utf8"),
+  contents: module.contents ?? readFileSync(module.file, "utf8"),
 }));
 
 const mf = new Miniflare({
@@ -25,7 +27,7 @@ const mf = new Miniflare({
   compatibilityFlags: ["python_workers"],
   host: "127.0.0.1",
   port: 0,
-  kvNamespaces: ["KV"],
+  kvNamespaces: ["KV", "CACHE", "WEBHOOKS"],
 });
 
 const url = await mf.ready;
