@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from kvcache import KVBackendError, KVConfigError, open_kv
+from kvcache.kv._cloudflare_bulk import BULK_BODY_MAX, split_bodies
 from kvcache.kv._cloudflare_http import Pacer
-from kvcache.kv.cloudflare import BULK_BODY_MAX, CloudflareKV, split_bodies
+from kvcache.kv.cloudflare import CloudflareKV
 
 TOKEN = "secret-token-0f9e8d7c"
 ACCOUNT = "acct"

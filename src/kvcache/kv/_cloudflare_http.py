@@ -167,11 +167,14 @@ class Api:
         write: bool,
         absent_ok: bool = False,
         envelope: bool = True,
+        refusals: Mapping[int, Callable[[str], Exception]] | None = None,
         **kwargs: Any,
     ) -> Reply | None:
         """Send until answered; None for a 404 "key not found" (10009) when `absent_ok`.
 
         `envelope=False`: a 200 body is raw bytes (the values route), not JSON.
+        `refusals`: HTTP status -> the error to raise instead of KVBackendError (it
+        gets the text of the KVBackendError, which becomes its cause).
         """
         limited = failed = 0
         backoff = BACKOFF_START
@@ -213,7 +216,14 @@ class Api:
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
-            return self._answer(what, response, write=write, absent_ok=absent_ok, raw=not envelope)
+            try:
+                return self._answer(
+                    what, response, write=write, absent_ok=absent_ok, raw=not envelope
+                )
+            except KVBackendError as exc:
+                if refusals is not None and status in refusals:
+                    raise refusals[status](str(exc)) from exc
+                raise
 
     def _answer(
         self, what: str, response: httpx.Response, *, write: bool, absent_ok: bool, raw: bool

@@ -30,7 +30,6 @@ Workers KV's limits, so only `Limits.cloudflare()` (or stricter) applies.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import time
 from typing import Any, ClassVar
@@ -39,6 +38,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from ._best_effort import SingleKeyFallbacks
+from ._cloudflare_bulk import BULK_BODY_MAX, bulk_entry, split_bodies, unsuccessful
 from ._cloudflare_http import RATE_LIMIT, Api, Pacer, Sleep
 from ._json import dumps
 from ._pages import fill_page
@@ -48,15 +48,23 @@ from .errors import KVBackendError, KVConfigError, KVValidationError
 from .limits import Limits, check_server_limits
 from .types import KeyInfo, Record
 
-__all__ = ["DEFAULT_API_URL", "CloudflareKV", "from_url", "split_bodies"]
+__all__ = ["DEFAULT_API_URL", "CloudflareKV", "from_url"]
 
 DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 #: wrangler's variable for another API root; the default of `api_url=` when set.
 API_BASE_ENV = "CLOUDFLARE_API_BASE_URL"
-BULK_BODY_MAX = 100_000_000
 _LIST_PAGE_MIN = 10
-_NAMED_KEYS = 12
+#: Bulk get answers 413 past 25 MB of values: the binding's error, a caller's matter.
+_BULK_GET_REFUSALS = {
+    413: lambda text: KVValidationError(
+        "Total size of request exceeds the limit of 25MB", status=413, op="GET_BULK"
+    )
+}
+#: A listing with a cursor the server refuses: the cursor was not one it handed out.
+_CURSOR_REFUSALS = {
+    400: lambda text: KVValidationError(f"Invalid cursor ({text})", status=400, op="GET")
+}
 
 
 class CloudflareKV(SingleKeyFallbacks, KVStore):
@@ -153,14 +161,9 @@ class CloudflareKV(SingleKeyFallbacks, KVStore):
         if type == "bytes":
             return await self._single_reads(keys, metadata)
         body = {"keys": keys, "type": "text", "withMetadata": metadata}
-        try:
-            reply = await self.api.call("POST", "/bulk/get", "GET_BULK", write=False, json=body)
-        except KVBackendError as exc:
-            if "HTTP 413" in str(exc):  # the 25 MB answer limit, as the binding reports it
-                raise KVValidationError(
-                    "Total size of request exceeds the limit of 25MB", status=413, op="GET_BULK"
-                ) from exc
-            raise
+        reply = await self.api.call(
+            "POST", "/bulk/get", "GET_BULK", write=False, json=body, refusals=_BULK_GET_REFUSALS
+        )
         assert reply is not None
         values = reply.result.get("values") if isinstance(reply.result, dict) else None
         if not isinstance(values, dict):
@@ -173,6 +176,10 @@ class CloudflareKV(SingleKeyFallbacks, KVStore):
             if item is None:
                 continue
             if metadata:
+                if not isinstance(item, dict):
+                    raise KVBackendError(
+                        "GET_BULK failed: an entry is not {value, metadata}", backend="cloudflare"
+                    )
                 meta = item.get("metadata")
                 text = item.get("value")
                 found[key] = (_text_bytes(text), None if meta is None else dumps(meta))
@@ -200,8 +207,12 @@ class CloudflareKV(SingleKeyFallbacks, KVStore):
             raise
         assert reply is not None
         rows = reply.result
-        if not isinstance(rows, list):
-            raise KVBackendError("GET keys failed: the result is not a list", backend="cloudflare")
+        if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and isinstance(row.get("name"), str) for row in rows
+        ):
+            raise KVBackendError(
+                "GET keys failed: the result is not a list of keys", backend="cloudflare"
+            )
         keys = [KeyInfo(row["name"], row.get("expiration"), row.get("metadata")) for row in rows]
         info = reply.envelope.get("result_info") if reply.envelope is not None else None
         after = info.get("cursor") if isinstance(info, dict) else None
@@ -233,14 +244,14 @@ class CloudflareKV(SingleKeyFallbacks, KVStore):
     async def _put_many(self, records: list[Record]) -> None:
         self._check_open()
         latest = {record.key: record for record in records}  # a later entry wins
-        entries = [_bulk_entry(record) for record in latest.values()]
+        entries = [bulk_entry(record) for record in latest.values()]
         for body in split_bodies(entries, self.bulk_body_max):
             failed = await self._bulk("PUT", "/bulk", body)
             if failed:
-                again = [_bulk_entry(latest[key]) for key in failed if key in latest]
+                again = [bulk_entry(latest[key]) for key in failed if key in latest]
                 still = await self._bulk("PUT", "/bulk", "[" + ",".join(again) + "]")
                 if still:
-                    raise _unsuccessful("PUT bulk", "written", still)
+                    raise unsuccessful("PUT bulk", "written", still)
 
     async def _delete(self, key: str) -> None:
         self._check_open()
@@ -253,7 +264,7 @@ class CloudflareKV(SingleKeyFallbacks, KVStore):
         if failed:
             still = await self._bulk("POST", "/bulk/delete", dumps(failed))
             if still:
-                raise _unsuccessful("DELETE bulk", "deleted", still)
+                raise unsuccessful("DELETE bulk", "deleted", still)
 
     async def _bulk(self, method: str, path: str, body: str) -> list[str]:
         """Send one bulk body; the keys the answer lists as unsuccessful."""
@@ -289,50 +300,6 @@ def _expiry_params(record: Record) -> dict[str, int]:
     if record.expiration is not None:
         return {"expiration": record.expiration}
     return {}
-
-
-def _bulk_entry(record: Record) -> str:
-    """One entry of a bulk write as JSON text; bytes that are not UTF-8 travel as base64."""
-    try:
-        parts = ['{"key":', dumps(record.key), ',"value":', dumps(record.value.decode("utf-8"))]
-    except UnicodeDecodeError:
-        text = base64.b64encode(record.value).decode("ascii")
-        parts = ['{"key":', dumps(record.key), ',"value":"', text, '","base64":true']
-    if record.ttl is not None:
-        parts.append(f',"expiration_ttl":{record.ttl}')
-    elif record.expiration is not None:
-        parts.append(f',"expiration":{record.expiration}')
-    if record.metadata is not None:
-        parts += [',"metadata":', record.metadata]
-    parts.append("}")
-    return "".join(parts)
-
-
-def split_bodies(entries: list[str], limit: int = BULK_BODY_MAX) -> list[str]:
-    """JSON arrays of the entries, each at most `limit` bytes (one entry may stand alone)."""
-    bodies: list[str] = []
-    batch: list[str] = []
-    size = 2
-    for entry in entries:
-        length = len(entry.encode("utf-8")) + 1
-        if batch and size + length > limit:
-            bodies.append("[" + ",".join(batch) + "]")
-            batch, size = [], 2
-        batch.append(entry)
-        size += length
-    if batch:
-        bodies.append("[" + ",".join(batch) + "]")
-    return bodies
-
-
-def _unsuccessful(what: str, done: str, keys: list[str]) -> KVBackendError:
-    named = ", ".join(repr(key) for key in keys[:_NAMED_KEYS])
-    more = len(keys) - _NAMED_KEYS
-    suffix = f" and {more} more" if more > 0 else ""
-    return KVBackendError(
-        f"{what} failed: {len(keys)} keys were not {done} even on a second try: {named}{suffix}",
-        backend="cloudflare",
-    )
 
 
 async def from_url(
