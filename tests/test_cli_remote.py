@@ -149,3 +149,9 @@ def test_unknown_binding_and_store_flag(remote: MiniflareRest) -> None:
     assert_one_error_line(result, "no binding 'NOPE'")
     both = invoke("kv", "key", "get", "K", "--store", "memory://", "--remote", "--binding", "CACHE")
     assert both.exit_code == 2 and "--store and --remote exclude each other" in both.stderr
+
+
+def test_namespace_list_remote_says_it_is_not_supported(remote: MiniflareRest) -> None:
+    result = invoke("kv", "namespace", "list", "--remote")
+    assert result.exit_code == 1
+    assert_one_error_line(result, "kv namespace list --remote: kvcache does not list")

@@ -95,7 +95,7 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
 def script() -> Iterator[tuple[Script, str]]:
     script = Script()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield script, f"http://127.0.0.1:{server.server_address[1]}/client/v4"
