@@ -38,6 +38,7 @@ from sync_adapter import AwaitableSyncStore
 
 __all__ = [
     "BACKENDS",
+    "GENEROUS_DEADLINES",
     "REMOTE_BACKENDS",
     "SHARED_BACKENDS",
     "SYNC_BACKENDS",
@@ -81,9 +82,15 @@ def _sqlite_url(request: pytest.FixtureRequest) -> str:
     return f"sqlite:///{tmp_path}/kv.sqlite3"
 
 
+#: The shared suites check semantics, not deadlines: on two cores shared with other
+#: test runs, a 25 MB read, a 10,000-entry write or a connection storm can miss the default
+#: deadlines (0.25 s / 0.4 s / 1 s). test_redis_faults.py and test_redis_breaker.py test those.
+GENEROUS_DEADLINES = "socket_timeout=10&write_timeout=10&socket_connect_timeout=10"
+
+
 def _redis_url(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue("redis_url")  # tests/redis_server.py
-    return url
+    return f"{url}?{GENEROUS_DEADLINES}"
 
 
 def _moves_time(request: pytest.FixtureRequest) -> bool:

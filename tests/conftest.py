@@ -22,6 +22,7 @@ from backends import (
 )
 from kvcache import KVStore
 from miniflare import miniflare_rest  # noqa: F401
+from postgres_server import postgres_url  # noqa: F401
 from redis_server import durable_redis, redis_cluster_url, redis_server, redis_url  # noqa: F401
 
 

@@ -77,9 +77,10 @@ async def test_store_errors_fail_open_and_are_counted(
     await cache.set("k", "new")  # dropped
     await cache.delete("k")  # dropped
     stats = cache.stats()
-    assert (stats.errors, stats.misses, stats.sets, stats.deletes) == (3, 1, 1, 0)
+    assert (stats.errors, stats.skipped, stats.misses, stats.sets, stats.deletes) == (3, 0, 1, 1, 0)
     store.down = False
     assert await cache.get("k") is None  # three failures in a row opened the breaker
+    assert (cache.stats().errors, cache.stats().skipped) == (3, 1)
     breaker_clock.advance(10)
     assert await cache.get("k") == "v"
 
@@ -108,7 +109,7 @@ async def test_delete_prefix_failure_is_counted(
     cache = cache_on(store, breaker_clock)
     store.down = True
     assert await cache.delete_prefix("p:") == 0
-    assert cache.stats().by_family["p"].errors == 1
+    assert (cache.stats().by_family["p"].errors, cache.stats().by_family["p"].skipped) == (1, 0)
 
 
 async def test_breaker_skips_the_store_for_the_cooldown_then_probes(
@@ -123,16 +124,20 @@ async def test_breaker_skips_the_store_for_the_cooldown_then_probes(
         await cache.get("k")
         await cache.set("k", 1)
     assert store.calls == 3  # open: nothing reached the store
-    assert cache.stats().errors == 23
+    assert (cache.stats().errors, cache.stats().skipped) == (3, 20)
     breaker_clock.advance(10)
-    await cache.get("k")  # a probe; it fails, so the breaker opens again at once
+    await cache.get("k")  # the probe; it fails, so the breaker opens again, for 20 s
     await cache.get("k")
     assert store.calls == 4
     breaker_clock.advance(10)
     store.down = False
-    await cache.set("k", "back")
+    await cache.set("k", "still skipped")
+    assert store.calls == 4
+    breaker_clock.advance(10)
+    await cache.set("k", "back")  # the second probe succeeds and closes the breaker
     assert await cache.get("k") == "back"
     assert store.calls == 6
+    assert (cache.stats().errors, cache.stats().skipped) == (4, 22)
 
 
 async def test_bad_keys_raise_while_the_breaker_is_open(
@@ -166,7 +171,7 @@ async def test_failures_are_logged_once_per_burst(
         for _ in range(50):
             await cache.get("k")
         store.down = False
-        breaker_clock.advance(10)
+        breaker_clock.advance(20)  # the failed probe doubled the cool-down
         await cache.get("k")
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 3, messages
@@ -175,9 +180,26 @@ async def test_failures_are_logged_once_per_burst(
     assert "recovered after 4 failed calls" in messages[2]
 
 
-def test_breaker_checks_its_options() -> None:
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"threshold": 0},
+        {"threshold": 1.5},
+        {"threshold": True},
+        {"cooldown": -1},
+        {"cooldown": float("nan")},
+        {"cooldown": float("inf")},
+        {"cooldown": 2, "max_cooldown": 1},
+        {"max_cooldown": float("inf")},
+    ],
+)
+def test_breaker_checks_its_options(options: dict[str, float]) -> None:
     with pytest.raises(ValueError):
-        CircuitBreaker(threshold=0)
-    with pytest.raises(ValueError):
-        CircuitBreaker(cooldown=-1)
-    assert "closed" in repr(CircuitBreaker())
+        CircuitBreaker(**options)  # type: ignore[arg-type]
+
+
+def test_breaker_defaults() -> None:
+    breaker = CircuitBreaker()
+    assert (breaker.threshold, breaker.cooldown, breaker.max_cooldown) == (5, 0.25, 1.0)
+    assert "closed" in repr(breaker)
+    assert CircuitBreaker(cooldown=10).max_cooldown == 40

@@ -116,7 +116,7 @@ def test_a_refused_write_creates_no_store(sandbox: Path) -> None:
         ("/srv/kv.sqlite3", "did you mean sqlite:////srv/kv.sqlite3?"),
         ("junk", "a store URL looks like memory://"),
         ("bogus://x", "--store bogus://x: unknown store URL"),
-        ("redis://[::1", "--store redis://[::1: Invalid IPv6 URL"),
+        ("redis://[::1", "--store redis://[::1: malformed store URL 'redis://[::1': Invalid IPv6"),
         ("sqlite://host/x.db", "has a host"),
         ("sqlite:///x.db?busy_timeout=soon", "busy_timeout='soon'"),
         ("redis://127.0.0.1:1/0", "--store redis://127.0.0.1:1/0: redis: cannot connect"),

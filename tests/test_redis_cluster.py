@@ -6,12 +6,13 @@ the namespaces below are picked so that they land on all three nodes.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 from redis.crc import key_slot
 
 import kvcache
-from backends import FakeClock
+from backends import GENEROUS_DEADLINES, FakeClock
 from kvcache.kv._redis_format import KeySpace
 
 SLOTS = 16384
@@ -54,3 +55,16 @@ async def test_cluster_option_with_a_plain_url(redis_cluster_url: str) -> None:
         await kv.put("k", "v")
         assert await kv.get("k") == "v"
         await kv.delete("k")
+
+
+async def test_a_thousand_concurrent_calls_wait_for_the_bounded_pool(
+    redis_cluster_url: str,
+) -> None:
+    url = f"{redis_cluster_url}?max_connections=5&pool_timeout=60&{GENEROUS_DEADLINES}"
+    async with kvcache.open_kv(url, namespace="crowd") as kv:
+        calls = [kv.put_if_absent(f"c{i % 50}", str(i)) for i in range(1_000)]
+        claims = await asyncio.gather(*calls)
+        assert claims.count(True) == 50
+        values = await asyncio.gather(*(kv.get(f"c{i % 50}") for i in range(1_000)))
+        assert all(value is not None for value in values)
+        await kv.delete_many([f"c{i}" for i in range(50)])

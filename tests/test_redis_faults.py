@@ -15,7 +15,8 @@ import redis.exceptions
 import kvcache
 from backends import fresh_namespace
 from kvcache import KVBackendError, KVConfigError
-from kvcache.kv._redis_client import split_url
+from kvcache.kv._redis_client import Settings, split_url
+from kvcache.kv.redis import RedisStore
 from redis_server import RedisServer, find_binary, free_port, self_signed_cert
 
 
@@ -175,15 +176,30 @@ async def test_unix_socket_url(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "cluster", "expected"),
     [
-        ("redis://h:1/0", None, ("redis://h:1/0", False)),
-        ("redis+cluster://h:1", None, ("redis://h:1", True)),
-        ("rediss+cluster://u:p@h:1", None, ("rediss://u:p@h:1", True)),
-        ("redis://h:1?cluster=true&socket_timeout=3", None, ("redis://h:1?socket_timeout=3", True)),
-        ("redis://h:1?cluster=no", None, ("redis://h:1", False)),
-        ("redis://h:1", True, ("redis://h:1", True)),
+        ("redis://h:1/0", None, ("redis://h:1/0", False, {})),
+        ("redis+cluster://h:1", None, ("redis://h:1", True, {})),
+        ("rediss+cluster://u:p@h:1", None, ("rediss://u:p@h:1", True, {})),
+        (
+            "redis://h:1?cluster=true&socket_timeout=3&client_name=x",
+            None,
+            ("redis://h:1?client_name=x", True, {"socket_timeout": "3"}),
+        ),
+        ("redis://h:1?cluster=no", None, ("redis://h:1", False, {})),
+        ("redis://h:1", True, ("redis://h:1", True, {})),
+        (
+            "redis://h:1/2?write_timeout=1&max_connections=8&socket_connect_timeout=none",
+            None,
+            (
+                "redis://h:1/2",
+                False,
+                {"write_timeout": "1", "max_connections": "8", "socket_connect_timeout": "none"},
+            ),
+        ),
     ],
 )
-def test_cluster_urls(url: str, cluster: bool | None, expected: tuple[str, bool]) -> None:
+def test_cluster_urls(
+    url: str, cluster: bool | None, expected: tuple[str, bool, dict[str, str]]
+) -> None:
     assert split_url(url, cluster) == expected
 
 
@@ -197,6 +213,15 @@ def test_cluster_urls(url: str, cluster: bool | None, expected: tuple[str, bool]
         ("redis://h:1", {"frobnicate": 1}, "frobnicate"),
         ("redis://h:1/notadb", {}, "database number"),
         ("redis+cluster://h:1/2", {}, "only database 0"),
+        ("redis://h:1?socket_timeout=soon", {}, "socket_timeout must be a number of seconds"),
+        ("redis://h:1?write_timeout=-1", {}, "write_timeout must be"),
+        ("redis://h:1?write_timeout=inf", {}, "write_timeout must be"),
+        ("redis://h:1", {"timeout": 0}, "timeout must be"),
+        ("redis://h:1", {"connect_timeout": True}, "connect_timeout must be"),
+        ("redis://h:1?max_connections=0", {}, "max_connections must be an int >= 1"),
+        ("redis://h:1", {"max_connections": 2.5}, "max_connections must be an int"),
+        ("redis://h:1?pool_timeout=nan", {}, "pool_timeout must be"),
+        ("redis://h:1?socket_timeout=", {}, "socket_timeout must be"),
     ],
 )
 async def test_bad_urls_and_options_are_config_errors(
@@ -204,3 +229,40 @@ async def test_bad_urls_and_options_are_config_errors(
 ) -> None:
     with pytest.raises(KVConfigError, match=message):
         await kvcache.open_kv(url, **options)
+
+
+async def test_deadlines_and_pool_come_from_the_url_first_then_keywords(redis_url: str) -> None:
+    async with kvcache.open_kv(redis_url) as kv:
+        assert isinstance(kv, RedisStore)
+        assert kv.settings == Settings(
+            read_timeout=0.25,
+            write_timeout=0.4,
+            connect_timeout=1.0,
+            max_connections=50,
+            pool_timeout=5.0,
+            retries=0,
+        )
+    url = f"{redis_url}?socket_timeout=0.5&write_timeout=none&max_connections=7&retries=1"
+    async with kvcache.open_kv(
+        url, timeout=2, write_timeout=3, connect_timeout=4, pool_timeout=9
+    ) as kv:
+        assert isinstance(kv, RedisStore)
+        assert kv.settings == Settings(
+            read_timeout=0.5,
+            write_timeout=None,
+            connect_timeout=4,
+            max_connections=7,
+            pool_timeout=9,
+            retries=1,
+        )
+        await kv.put("k", "v")
+        assert await kv.get("k") == "v"
+        await kv.delete("k")
+
+
+def test_big_and_bulk_writes_get_longer_deadlines() -> None:
+    settings = Settings()
+    assert settings.write_deadline(0) == 0.4
+    assert settings.write_deadline(25 * 1024 * 1024) == pytest.approx(0.4 + 26.2144)
+    assert settings.write_deadline(0, records=10_001) == pytest.approx(1.4)
+    assert Settings(write_timeout=None).write_deadline(10**9, records=10**4) is None

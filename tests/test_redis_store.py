@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 import kvcache
-from backends import FakeClock, fresh_namespace
+from backends import GENEROUS_DEADLINES, FakeClock, fresh_namespace
 from kvcache import KVBackendError, Limits
 from kvcache.kv._redis_format import KeySpace, lex_range
 from kvcache.kv.redis import LIST_SCAN_SLACK, PURGE_BATCH, PURGE_EVERY, RedisStore
@@ -31,7 +31,7 @@ async def raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def kv(redis_url: str, clock: FakeClock) -> AsyncIterator[RedisStore]:
     store = await kvcache.open_kv(
-        redis_url,
+        f"{redis_url}?{GENEROUS_DEADLINES}",
         namespace=fresh_namespace(),
         clock=clock,
         connection_class=CountingConnection,

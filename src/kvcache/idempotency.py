@@ -18,7 +18,7 @@ webhook layer answers them with a retryable status.
 
 from __future__ import annotations
 
-import json
+import inspect
 import logging
 import math
 import secrets
@@ -29,8 +29,9 @@ from enum import Enum
 from typing import Any
 
 from .errors import AlreadyInProgress, ClaimLost, IdempotencyError, KVConfigError, KVValidationError
-from .kv._json import dumps
+from .kv._json import dumps_readable, loads
 from .kv.base import KVStore
+from .kv.validation import INT32_MAX
 
 __all__ = ["Claim", "Idempotency", "Outcome", "State"]
 
@@ -80,19 +81,19 @@ class _Record:
 
 
 def _encode(record: dict[str, Any]) -> str:
-    """Compact JSON; raises TypeError for anything JSON cannot hold (including NaN)."""
-    return dumps(record, "the handler's result")
+    """Compact JSON; raises TypeError for anything JSON cannot hold (NaN, too deep)."""
+    return dumps_readable(record, "the handler's result")
 
 
 def _decode(key: str, text: str) -> _Record:
     """Parse a stored record; anything else under an idempotency key is an error."""
     try:
-        data = json.loads(text)
+        data = loads(text)
         state = State(data["state"])
         token = data["token"]
         if state is State.IN_PROGRESS and isinstance(token, str):
             expires = data["expires"]
-            if isinstance(expires, int) and not isinstance(expires, bool):
+            if isinstance(expires, int) and not isinstance(expires, bool) and abs(expires) < 2**53:
                 return _Record(state, token, expires=expires)
         elif state is State.COMPLETED and isinstance(token, str):
             return _Record(state, token, result=data["result"])
@@ -108,6 +109,8 @@ def _check_ttl(name: str, value: object, kv: KVStore) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int number of seconds, not {type(value).__name__}")
     minimum = kv.limits.min_expiration_ttl
+    if not 0 < value <= INT32_MAX:
+        raise KVConfigError(f"{name} must be from 1 to {INT32_MAX} seconds (a store's longest TTL)")
     if value < minimum:
         raise KVConfigError(
             f"{name}={value} is below this store's minimum expiration TTL of {minimum} s "
@@ -265,10 +268,17 @@ class Idempotency:
         over before we completed, and whatever the handler raised, after releasing
         the claim so that a retry runs it again.
         """
+        if not callable(handler):
+            raise TypeError(f"handler must be an async callable, not {type(handler).__name__}")
         async with self.claim(key) as claim:
             if claim.duplicate:
                 return Outcome(claim.result, duplicate=True)
-            result = await handler()
+            pending = handler()
+            if not inspect.isawaitable(pending):
+                raise TypeError(
+                    f"handler must be an async function; it returned {type(pending).__name__}"
+                )
+            result = await pending
             await claim.complete(result)
         return Outcome(result, duplicate=False)
 

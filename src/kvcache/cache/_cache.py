@@ -35,7 +35,9 @@ __all__ = ["DEFAULT", "Cache", "CacheStats", "CacheTTLWarning", "CircuitBreaker"
 
 T = TypeVar("T")
 
-_UNREADABLE: Final = (ValueError, TypeError, UnicodeDecodeError)
+#: What a serializer may raise on data it cannot read: anything. Such an entry is a
+#: counted miss, and the next fill overwrites it.
+_UNREADABLE: Final = (Exception,)
 _NOTHING: Final = (MISS, None, False)
 
 
@@ -51,8 +53,9 @@ class Cache:
     families). `local_ttl` adds an in-process LRU tier of `local_maxsize` keys.
     `jitter` (0 to <1) shortens each TTL by a random fraction up to it, so keys
     written together do not expire together. `lock_timeout` bounds how long
-    `get_or_set(lock=True)` waits for another process's fetch. The cache borrows
-    `kv`: `close()` leaves it open.
+    `get_or_set(lock=True)` waits for another process's fetch. `family` maps a
+    key to its statistics family (default: the key without its last `:` segment).
+    The cache borrows `kv`: `close()` leaves it open.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class Cache:
         jitter: float = 0.0,
         lock_timeout: float = 10.0,
         breaker: CircuitBreaker | None = None,
+        family: Callable[[str], str] | None = None,
     ) -> None:
         if not isinstance(kv, KVStore):
             raise TypeError(f"kv must be a KVStore (see kvcache.open_kv), not {type(kv).__name__}")
@@ -79,7 +83,9 @@ class Cache:
         if isinstance(local_maxsize, bool) or not isinstance(local_maxsize, int):
             raise TypeError("local_maxsize must be an int")
         if local_maxsize < 1:
-            raise KVValidationError(f"Invalid local_maxsize of {local_maxsize}.")
+            raise KVValidationError(f"Invalid local_maxsize of {v.shown(local_maxsize)}.")
+        if breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise TypeError(f"breaker must be a CircuitBreaker, not {type(breaker).__name__}")
         self.kv = kv
         self.prefix = prefix
         self.serializer = serializer
@@ -90,7 +96,9 @@ class Cache:
         self._read_type = "bytes" if self._binary else "text"
         self._loads = serializer.loads
         self._ttl = TTLPolicy(kv.limits, jitter=jitter)
-        self._stats = StatsRecorder()
+        if family is not None and not callable(family):
+            raise TypeError(f"family must be callable, not {type(family).__name__}")
+        self._stats = StatsRecorder(family=family)
         self._by_key = self._stats.by_key
         self._breaker = breaker if breaker is not None else CircuitBreaker()
         self._local: LocalTier | None = None
@@ -111,7 +119,7 @@ class Cache:
                 store=self._store,
                 failed=self._failed,
                 family=self._stats.family,
-                allow=self._breaker.allow,
+                allow=self._breaker.closed,
                 dumps=serializer.dumps,
             )
         )
@@ -275,11 +283,16 @@ class Cache:
         return value, body, False
 
     def _skip_store(self, full: str, op: str, counters: Counters) -> bool:
-        """True while the breaker is open; the key is still checked, the skip counted."""
-        if self._breaker.allow():
+        """True while the breaker is open: the call is counted in `skipped`, not made.
+
+        The key is checked first, so a bad key raises and never takes the one probe.
+        """
+        if not self._breaker.open_until:
             return False
         v.check_key(full, op, self.kv.limits)
-        counters.errors += 1
+        if self._breaker.allow():
+            return False  # this call is the probe
+        counters.skipped += 1
         return True
 
     def _failed(self, op: str, exc: BaseException, counters: Counters) -> None:
@@ -354,10 +367,11 @@ class Cache:
         if self._local is not None:
             self._local.drop_prefix(full)
         counters = self._stats.family(prefix)
-        if not self._breaker.allow():
+        if self._breaker.open_until:
             v.check_prefix(full, self.kv.limits)
-            counters.errors += 1
-            return 0
+            if not self._breaker.allow():
+                counters.skipped += 1
+                return 0
         removed = 0
         batch: list[str] = []
         cursor: str | None = None
@@ -435,4 +449,6 @@ class Cache:
         if negative_ttl is not None:
             negative = self._ttl.base(negative_ttl, "negative_ttl")
         stale = 0.0 if stale_ttl is None else check_seconds("stale_ttl", stale_ttl, zero_ok=True)
+        if base is not None and base + math.ceil(stale) > v.INT32_MAX:
+            raise KVValidationError(f"Invalid stale_ttl: ttl + stale_ttl exceeds {v.INT32_MAX}.")
         return base, negative, stale, bool(lock)

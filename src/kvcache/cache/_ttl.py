@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from ..kv.errors import KVValidationError
 from ..kv.limits import Limits
+from ..kv.validation import INT32_MAX
 
 __all__ = [
     "CALLER_SITE",
@@ -64,11 +65,20 @@ def caller_site() -> tuple[str, int]:
 
 
 def check_seconds(name: str, value: object, *, zero_ok: bool = False) -> float:
-    """A finite, positive (or, with `zero_ok`, non-negative) number of seconds."""
+    """A positive (or, with `zero_ok`, non-negative) number of seconds, at most 2**31 - 1.
+
+    That is a store's longest expiration TTL (an int32). Ints are compared exactly,
+    so one too large for a float is refused, never an OverflowError.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        raise KVValidationError(f"Invalid {name} of {value}. It must be a positive number.")
+    if not value >= 0 or (value == 0 and not zero_ok):  # NaN fails `>=`
+        shown = "a huge negative number" if value < -INT32_MAX else value
+        raise KVValidationError(f"Invalid {name} of {shown}. It must be a positive number.")
+    if value > INT32_MAX:
+        raise KVValidationError(
+            f"Invalid {name}: it must be at most {INT32_MAX} seconds (68 years)."
+        )
     return float(value)
 
 

@@ -42,8 +42,12 @@ def template_fields(template: str) -> set[str]:
     """The argument names a key template uses: `"a:{x}:{y.id}"` -> {"x", "y"}."""
     if not isinstance(template, str):
         raise TypeError(f"key template must be str, not {type(template).__name__}")
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"key template {template!r} is not a format string: {exc}") from None
     names: set[str] = set()
-    for _, field, _, _ in string.Formatter().parse(template):
+    for _, field, _, _ in parsed:
         if field is None:
             continue
         name = re.split(r"[.\[]", field, maxsplit=1)[0]
@@ -95,7 +99,13 @@ class CachedFunction(Generic[P, R]):
         for param in self._signature.parameters.values():
             if param.kind is inspect.Parameter.VAR_KEYWORD:
                 arguments.update(arguments.pop(param.name, {}))
-        return self.template.format_map(arguments)
+        try:
+            return self.template.format_map(arguments)
+        except (LookupError, AttributeError, TypeError, ValueError) as exc:
+            raise TypeError(
+                f"cannot make a key from template {self.template!r} and these arguments: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         key = self.key(*args, **kwargs)

@@ -11,9 +11,9 @@ Export: `CacheStats.as_dict()` for JSON, and `register_prometheus(cache)` or
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector, CollectorRegistry
@@ -33,55 +33,38 @@ __all__ = [
 #: key scheme with ids in the middle cannot grow the table (or Prometheus) forever.
 OTHER_FAMILY = "(other)"
 
-_FIELDS = (
-    "hits",
-    "misses",
-    "stale_hits",
-    "sets",
-    "deletes",
-    "errors",
-    "fetches",
-    "fetch_errors",
-    "fetch_seconds",
-)
-
 
 def family_of(key: str) -> str:
     """`customer:email:a@b.c` -> `customer:email`; `plain` -> ``."""
     return key.rpartition(":")[0]
 
 
-class Counters:
-    """The mutable counters of one family; only the cache writes them."""
-
-    __slots__ = _FIELDS
-
-    def __init__(self) -> None:
-        self.hits = 0
-        self.misses = 0
-        self.stale_hits = 0
-        self.sets = 0
-        self.deletes = 0
-        self.errors = 0
-        #: Calls of the origin (`fetch`), successful or not; `fetch_errors` of them raised.
-        self.fetches = 0
-        self.fetch_errors = 0
-        self.fetch_seconds = 0.0
+def _counter(help: str, start: float = 0) -> Any:
+    """A counter field; `help` is its Prometheus help text."""
+    return field(default=start, metadata={"help": help})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FamilyStats:
-    """A snapshot of counters. `hit_rate` counts stale hits as hits."""
+    """The counters of one key family: the one list of their names, types and meanings.
 
-    hits: int = 0
-    misses: int = 0
-    stale_hits: int = 0
-    sets: int = 0
-    deletes: int = 0
-    errors: int = 0
-    fetches: int = 0
-    fetch_errors: int = 0
-    fetch_seconds: float = 0.0
+    `cache.stats()` hands out copies (changing one changes nothing in the cache);
+    the live counters are `Counters`. `hit_rate` counts stale hits as hits.
+    """
+
+    hits: int = _counter("Cache lookups answered with a fresh value.")
+    misses: int = _counter("Cache lookups that found nothing usable.")
+    stale_hits: int = _counter(
+        "Lookups answered with an expired-but-recent value while it was refreshed."
+    )
+    sets: int = _counter("Values written to the store.")
+    deletes: int = _counter("Keys deleted from the store.")
+    errors: int = _counter("Store calls that failed (the cache failed open).")
+    skipped: int = _counter("Store calls not made because the circuit breaker was open.")
+    #: Calls of the origin (`fetch`), successful or not; `fetch_errors` of them raised.
+    fetches: int = _counter("Calls of the origin function on a miss.")
+    fetch_errors: int = _counter("Origin calls that raised.")
+    fetch_seconds: float = _counter("Total seconds spent in origin calls.", 0.0)
 
     @property
     def hit_rate(self) -> float:
@@ -91,16 +74,28 @@ class FamilyStats:
         return served / lookups if lookups else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {name: getattr(self, name) for name in _FIELDS}
         out["hit_rate"] = self.hit_rate
         return out
 
-    @classmethod
-    def of(cls, counters: Counters) -> Self:
-        return cls(*(getattr(counters, name) for name in _FIELDS))
+    @staticmethod
+    def of(counters: FamilyStats) -> FamilyStats:
+        """A copy of `counters` (live or not) as a plain snapshot."""
+        return FamilyStats(*[getattr(counters, name) for name in _FIELDS])
 
 
-@dataclass(frozen=True, slots=True)
+#: The counter names in declaration order and their help texts: derived, never retyped.
+_FIELDS: Final = tuple(counter.name for counter in fields(FamilyStats))
+_HELP: Final = {counter.name: counter.metadata["help"] for counter in fields(FamilyStats)}
+
+
+class Counters(FamilyStats):
+    """The live counters of one family; only the cache writes them (plain slot attributes)."""
+
+    __slots__ = ()
+
+
+@dataclass(slots=True)
 class CacheStats(FamilyStats):
     """`cache.stats()`: totals over all families plus `by_family`."""
 
@@ -114,11 +109,23 @@ class CacheStats(FamilyStats):
 
 
 class StatsRecorder:
-    """Per-family `Counters`, created on first use and capped at `max_families`."""
+    """Per-family `Counters`, created on first use and capped at `max_families`.
 
-    def __init__(self, *, max_families: int = 1000, max_keys: int = 10_000) -> None:
+    `family` maps a key to its family name (default `family_of`); a key scheme
+    with a tenant or id before the family (`shop:{shop}:customer:email:...`)
+    passes its own, so no family name carries the tenant.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_families: int = 1000,
+        max_keys: int = 10_000,
+        family: Callable[[str], str] | None = None,
+    ) -> None:
         self.max_families = max_families
         self.max_keys = max_keys
+        self._family_of = family if family is not None else family_of
         self._families: dict[str, Counters] = {}
         #: key -> its family's counters: the hot path's shortcut
         #: (`by_key.get(key) or family(key)`), emptied whenever it reaches `max_keys`.
@@ -128,7 +135,7 @@ class StatsRecorder:
         """The counters a key (without the cache prefix) counts under."""
         counters = self.by_key.get(key)
         if counters is None:
-            name = family_of(key)
+            name = self._family_of(key)
             counters = self._families.get(name)
             if counters is None:
                 counters = self._new_family(name)
@@ -148,11 +155,11 @@ class StatsRecorder:
 
     def snapshot(self) -> CacheStats:
         by_family = {name: FamilyStats.of(c) for name, c in sorted(self._families.items())}
-        total = Counters()
-        for counters in self._families.values():
-            for name in _FIELDS:
-                setattr(total, name, getattr(total, name) + getattr(counters, name))
-        return replace(CacheStats.of(total), by_family=by_family)
+        families = list(by_family.values())
+        stats = CacheStats(by_family=by_family)
+        for name in _FIELDS:  # each total starts from the field's zero (0 or 0.0)
+            setattr(stats, name, sum([getattr(c, name) for c in families], getattr(stats, name)))
+        return stats
 
     def reset(self) -> None:
         self._families.clear()
@@ -161,19 +168,6 @@ class StatsRecorder:
 
 class _HasStats(Protocol):
     def stats(self) -> CacheStats: ...
-
-
-_PROMETHEUS_HELP = {
-    "hits": "Cache lookups answered with a fresh value.",
-    "misses": "Cache lookups that found nothing usable.",
-    "stale_hits": "Lookups answered with an expired-but-recent value while it was refreshed.",
-    "sets": "Values written to the store.",
-    "deletes": "Keys deleted from the store.",
-    "errors": "Store operations that failed and were skipped (fail open).",
-    "fetches": "Calls of the origin function on a miss.",
-    "fetch_errors": "Origin calls that raised.",
-    "fetch_seconds": "Total seconds spent in origin calls.",
-}
 
 
 def prometheus_collector(caches: _HasStats | Mapping[str, _HasStats]) -> Collector:
@@ -190,7 +184,7 @@ def prometheus_collector(caches: _HasStats | Mapping[str, _HasStats]) -> Collect
 
     def metric(counter: str) -> CounterMetricFamily:
         return CounterMetricFamily(
-            f"kvcache_cache_{counter}", _PROMETHEUS_HELP[counter], labels=["cache", "family"]
+            f"kvcache_cache_{counter}", _HELP[counter], labels=["cache", "family"]
         )
 
     class CacheCollector(Collector):

@@ -24,6 +24,8 @@ from ._target import target_options
 from .bulk import bulk
 from .key import key
 from .namespace import namespace
+from .serve import serve
+from .webhook import webhook
 
 __all__ = ["cli", "main"]
 
@@ -40,7 +42,8 @@ class _Group(click.Group):
 @click.version_option(__version__, "--version", "-V", prog_name="kvcache")
 @target_options
 def cli() -> None:
-    """Workers-KV stores from the command line, modelled on `wrangler kv`."""
+    """Workers-KV stores from the command line (modelled on `wrangler kv`) and the webhook
+    service (`kvcache serve`, `kvcache webhook trigger|list|replay`)."""
 
 
 @cli.group()
@@ -51,6 +54,8 @@ def kv() -> None:
 kv.add_command(key)
 kv.add_command(bulk)
 kv.add_command(namespace)
+cli.add_command(serve)
+cli.add_command(webhook)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,7 +18,16 @@ import struct
 
 from .types import Record
 
-__all__ = ["HEADER", "KeySpace", "lex_range", "pack", "unpack", "unpack_header", "unpack_many"]
+__all__ = [
+    "HEADER",
+    "KeySpace",
+    "lex_range",
+    "pack",
+    "unpack",
+    "unpack_header",
+    "unpack_many",
+    "values_many",
+]
 
 HEADER = struct.Struct(">BqI")
 VERSION = 1
@@ -30,7 +39,7 @@ _unpack_from = HEADER.unpack_from
 class KeySpace:
     """The Redis key names of one namespace."""
 
-    __slots__ = ("expiry", "index", "value_prefix")
+    __slots__ = ("expiry", "index", "scripts", "value_prefix")
 
     def __init__(self, namespace: str) -> None:
         # Only "}" can end a hash tag early; "%" is escaped so the mapping stays one-to-one.
@@ -39,6 +48,8 @@ class KeySpace:
         self.value_prefix = prefix + b"v:"
         self.index = prefix + b"idx"
         self.expiry = prefix + b"exp"
+        #: The KEYS of every script: the index, then the expiry set.
+        self.scripts = (self.index, self.expiry)
 
     def value(self, key: str) -> bytes:
         return self.value_prefix + key.encode()
@@ -74,10 +85,14 @@ def unpack(raw: bytes, now: float) -> tuple[bytes, str | None] | None:
     return raw[_SIZE:], None
 
 
+def _alien(key: str) -> ValueError:
+    return ValueError(f"key {key!r}: not a kvcache record")
+
+
 def unpack_many(
     keys: list[str], raws: list[bytes | None], now: float
 ) -> dict[str, tuple[bytes, str | None]]:
-    """`unpack` over an MGET reply, inlined: get_many decodes up to 100 records per call.
+    """`unpack` over an MGET reply, inlined: values and metadata JSON of the live records.
 
     Raises ValueError naming the first key whose string kvcache did not write.
     """
@@ -90,7 +105,7 @@ def unpack_many(
         except struct.error:
             version = -1
         if version != VERSION:
-            raise ValueError(f"key {key!r}: not a kvcache record")
+            raise _alien(key)
         if expires and expires <= now:
             continue
         if size:
@@ -98,6 +113,26 @@ def unpack_many(
             found[key] = (raw[end:], raw[_SIZE:end].decode("utf-8", "surrogatepass"))
         else:
             found[key] = (raw[_SIZE:], None)
+    return found
+
+
+def values_many(keys: list[str], raws: list[bytes | None], now: float) -> dict[str, bytes]:
+    """The live values of an MGET reply, for `get_many`: no metadata, no tuples.
+
+    Raises ValueError naming the first key whose string kvcache did not write.
+    """
+    found: dict[str, bytes] = {}
+    for key, raw in zip(keys, raws, strict=True):
+        if raw is None:
+            continue
+        try:
+            version, expires, size = _unpack_from(raw)
+        except struct.error:
+            version = -1
+        if version != VERSION:
+            raise _alien(key)
+        if not expires or expires > now:
+            found[key] = raw[_SIZE + size :]
     return found
 
 

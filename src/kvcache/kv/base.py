@@ -13,14 +13,14 @@ guarantee:
 - driver failures surface as `KVBackendError` carrying the cause.
 
 Stores whose server keeps its own cursors or reads bulk values by type (Workers
-KV over REST or its binding) override the `_list_page` and `_read_many` hooks.
+KV over REST or its binding) override the `_list_page` and `_read_values` / `_read_entries` hooks.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -61,6 +61,10 @@ class KVStore(ABC):
     ) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise TypeError("namespace must be a non-empty str")
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a kvcache.Limits, not {type(limits).__name__}")
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, not {type(clock).__name__}")
         self.namespace = namespace
         self.limits = limits if limits is not None else Limits.cloudflare()
         self.clock = clock
@@ -92,12 +96,12 @@ class KVStore(ABC):
         if found is None:
             return KVEntry(None, None)
         raw, meta = found
-        return KVEntry(v.decode_value(raw, type), v.decode_metadata(meta))
+        return KVEntry(v.decode_value(raw, type), v.decode_metadata(meta, key))
 
     async def get_many(
-        self, keys: Sequence[str], type: str = "text", *, cache_ttl: int | None = None
+        self, keys: Iterable[str], type: str = "text", *, cache_ttl: int | None = None
     ) -> dict[str, Any]:
-        """Up to 100 keys in one call; every requested key maps to its value or None.
+        """Up to 100 keys (any iterable) in one call; each maps to its value or None.
 
         `type` is "text", "json" or "bytes" (the binding's bulk read has no bytes;
         kvcache's has, and over Cloudflare's REST API it costs one read per key).
@@ -105,35 +109,40 @@ class KVStore(ABC):
         unique = v.check_bulk_get(keys, type, self.limits)
         if cache_ttl is not None:
             v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
-        found = await self._read_many(unique, type)
-        out: dict[str, Any] = dict.fromkeys(unique)
-        out.update(self._bulk_values(found, type))
-        return out
+        return self._bulk_values(await self._read_values(unique, type), type, unique)
 
     async def get_many_with_metadata(
-        self, keys: Sequence[str], type: str = "text", *, cache_ttl: int | None = None
+        self, keys: Iterable[str], type: str = "text", *, cache_ttl: int | None = None
     ) -> dict[str, KVEntry | None]:
         """Bulk get with metadata; a missing key maps to None, not to an empty entry."""
         unique = v.check_bulk_get(keys, type, self.limits)
         if cache_ttl is not None:
             v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
-        found = await self._read_many(unique, type, metadata=True)
-        values = self._bulk_values(found, type)
+        found = await self._read_entries(unique, type)
+        values = self._bulk_values({key: raw for key, (raw, _) in found.items()}, type, unique)
+        meta = v.decode_metadata
         return {
-            key: KVEntry(values[key], v.decode_metadata(found[key][1])) if key in found else None
+            key: KVEntry(values[key], meta(found[key][1], key)) if key in found else None
             for key in unique
         }
 
     @staticmethod
-    def _bulk_values(found: dict[str, tuple[bytes, str | None]], type: str) -> dict[str, Any]:
-        """Decode every found value once; a non-JSON value fails the whole json call."""
-        v.check_bulk_size(sum([len(raw) for raw, _ in found.values()]))
+    def _bulk_values(found: dict[str, bytes], type: str, keys: list[str]) -> dict[str, Any]:
+        """Each of `keys` -> its decoded value, or None when not found; one pass.
+
+        A non-JSON value fails the whole json call.
+        """
+        v.check_bulk_size(sum(map(len, found.values())))
+        get = found.get
         if type == "bytes":
-            return {key: raw for key, (raw, _) in found.items()}
+            return {key: get(key) for key in keys}
         if type == "text":
-            return {key: raw.decode("utf-8", "replace") for key, (raw, _) in found.items()}
+            return {
+                key: None if (raw := get(key)) is None else raw.decode("utf-8", "replace")
+                for key in keys
+            }
         try:
-            return {key: loads(raw) for key, (raw, _) in found.items()}
+            return {key: None if (raw := get(key)) is None else loads(raw) for key in keys}
         except ValueError:
             raise KVValidationError(
                 "At least one of the requested keys corresponds to a non-json value",
@@ -157,10 +166,12 @@ class KVStore(ABC):
             return ListPage(keys, False, v.encode_cursor(keys[-1].name))
         return ListPage(keys, True, None)
 
-    async def _read_many(
-        self, keys: _StrList, type: str, *, metadata: bool = False
-    ) -> dict[str, tuple[bytes, str | None]]:
-        """`_get_entries`; stores whose bulk read depends on the type or on metadata override it."""
+    async def _read_values(self, keys: _StrList, type: str) -> dict[str, bytes]:
+        """`_get_values`; a store whose bulk read depends on the type overrides it."""
+        return await self._get_values(keys)
+
+    async def _read_entries(self, keys: _StrList, type: str) -> dict[str, tuple[bytes, str | None]]:
+        """`_get_entries`; a store whose bulk read depends on the type overrides it."""
         return await self._get_entries(keys)
 
     # -- writes ------------------------------------------------------------
@@ -200,13 +211,13 @@ class KVStore(ABC):
         await self._delete(key)
 
     async def put_many(self, entries: Iterable[Any]) -> None:
-        """Write up to 10,000 wrangler-style entries in one all-or-nothing step."""
+        """Write up to 10,000 wrangler-style entries (any iterable) all or nothing."""
         records = v.bulk_records(entries, self.clock(), self.limits)
         if records:
             await self._put_many(records)
 
     async def delete_many(self, keys: Iterable[str]) -> None:
-        """Delete up to 10,000 keys in one all-or-nothing step."""
+        """Delete up to 10,000 keys (any iterable) in one all-or-nothing step."""
         checked = v.bulk_delete_keys(keys, self.limits)
         if checked:
             await self._delete_many(checked)
@@ -264,6 +275,13 @@ class KVStore(ABC):
     @abstractmethod
     async def _get_entries(self, keys: _StrList) -> dict[str, tuple[bytes, str | None]]:
         """Live values and metadata of the given distinct keys; absent keys are left out."""
+
+    async def _get_values(self, keys: _StrList) -> dict[str, bytes]:
+        """Live values (no metadata) of the given distinct keys, for `get_many`.
+
+        `_get_entries` without the metadata by default; a backend may read less.
+        """
+        return {key: raw for key, (raw, _) in (await self._get_entries(keys)).items()}
 
     @abstractmethod
     async def _list(self, prefix: str, start_after: str, limit: int) -> tuple[_KeyList, bool]:

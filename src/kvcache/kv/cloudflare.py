@@ -152,11 +152,21 @@ class CloudflareKV(SingleKeyFallbacks, KVStore):
         return value, meta
 
     async def _get_entries(self, keys: list[str]) -> dict[str, tuple[bytes, str | None]]:
-        return await self._read_many(keys, "text", metadata=True)
+        return await self._bulk_read(keys, "text", metadata=True)
 
-    async def _read_many(
-        self, keys: list[str], type: str, *, metadata: bool = False
+    async def _read_values(self, keys: list[str], type: str) -> dict[str, bytes]:
+        found = await self._bulk_read(keys, type, metadata=False)
+        return {key: raw for key, (raw, _) in found.items()}
+
+    async def _read_entries(
+        self, keys: list[str], type: str
     ) -> dict[str, tuple[bytes, str | None]]:
+        return await self._bulk_read(keys, type, metadata=True)
+
+    async def _bulk_read(
+        self, keys: list[str], type: str, *, metadata: bool
+    ) -> dict[str, tuple[bytes, str | None]]:
+        """One bulk get (text), or single reads for bytes, which bulk get cannot return."""
         self._check_open()
         if type == "bytes":
             return await self._single_reads(keys, metadata)

@@ -13,7 +13,7 @@ the cache layer can fail open on `KVBackendError` while still raising on bugs.
 
 from __future__ import annotations
 
-__all__ = ["KVBackendError", "KVConfigError", "KVError", "KVValidationError"]
+__all__ = ["KVBackendError", "KVConfigError", "KVError", "KVValidationError", "shown"]
 
 
 class KVError(Exception):
@@ -50,3 +50,10 @@ class KVBackendError(KVError):
         self.backend = backend
         self.cause = cause
         super().__init__(f"{backend}: {message}")
+
+
+def shown(number: object) -> str:
+    """`number` for an error message; an int too long to print (4,300 digits) by its size."""
+    if isinstance(number, int) and not -(10**100) < number < 10**100:
+        return f"{'-' if number < 0 else ''}<an int of {number.bit_length()} bits>"
+    return repr(number)

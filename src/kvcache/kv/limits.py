@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import KVConfigError
+from .errors import KVConfigError, shown
 
 __all__ = ["Limits", "check_server_limits"]
 
@@ -22,6 +22,14 @@ class Limits:
     max_metadata_bytes: int = 1024
     min_expiration_ttl: int = 60
     min_cache_ttl: int = 30
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Limits.{name} must be an int, not {type(value).__name__}")
+            if value < 0:
+                raise ValueError(f"Limits.{name} must be at least 0, not {shown(value)}")
 
     @classmethod
     def cloudflare(cls) -> Limits:

@@ -103,7 +103,7 @@ class MemoryStore(KVStore):
                 more = True
                 break
             else:
-                keys.append(KeyInfo(name, expires, decode_metadata(meta)))
+                keys.append(KeyInfo(name, expires, decode_metadata(meta, name)))
         for name in expired:
             self._remove(name)
         return keys, more

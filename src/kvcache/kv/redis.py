@@ -12,13 +12,25 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from typing import Any, ClassVar, cast
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from . import _redis_scripts as lua
-from ._redis_client import DRIVER_ERRORS, Client, backend_error, connect, mget
-from ._redis_format import KeySpace, lex_range, pack, unpack, unpack_header, unpack_many
+from ._redis_client import DRIVER_ERRORS, Settings, backend_error, open_link
+from ._redis_format import (
+    KeySpace,
+    lex_range,
+    pack,
+    unpack,
+    unpack_header,
+    unpack_many,
+    values_many,
+)
+from ._redis_link import Arg, ClientLink, Link
 from ._url import redact_url
 from .base import Clock, KVStore
 from .errors import KVBackendError
@@ -27,6 +39,8 @@ from .types import KeyInfo, Record
 from .validation import decode_metadata
 
 __all__ = ["RedisStore", "from_url"]
+
+T = TypeVar("T")
 
 #: Index members a listing script may look at beyond the keys it returns.
 LIST_SCAN_SLACK = 256
@@ -57,8 +71,10 @@ _LIST = _Script(lua.LIST)
 class RedisStore(KVStore):
     """Workers KV semantics on Redis; atomic across every client of the server.
 
-    The store owns `client` (and closes it) when `owns_client` is true, as
-    `from_url` sets it; a client passed in by the caller is borrowed by default.
+    `client` is a redis-py `Redis` or `RedisCluster` client, or the `Link` that
+    `from_url` builds. The store owns it (and closes it) when `owns_client` is
+    true, as `from_url` sets it; a client passed in by the caller is borrowed by
+    default. `settings` holds the deadlines (see `_redis_client.Settings`).
     """
 
     backend: ClassVar[str] = "redis"
@@ -66,17 +82,20 @@ class RedisStore(KVStore):
 
     def __init__(
         self,
-        client: Client,
+        client: Redis | RedisCluster | Link,
         *,
         url: str = "redis://",
         namespace: str = "default",
         limits: Limits | None = None,
         clock: Clock = time.time,
         owns_client: bool = False,
+        settings: Settings | None = None,
     ) -> None:
         super().__init__(namespace=namespace, limits=limits, clock=clock)
         self.url = redact_url(url)
-        self._client = client
+        self._link = client if isinstance(client, Link) else ClientLink(client)
+        self.settings = settings if settings is not None else Settings()
+        self._read_timeout = self.settings.read_timeout
         self._owns_client = owns_client
         self._closed = False
         self._writes = 0
@@ -93,17 +112,21 @@ class RedisStore(KVStore):
     def _closed_error(self) -> KVBackendError:
         return KVBackendError(f"store is closed ({self.url})", backend=self.backend)
 
-    async def _run(self, script: _Script, args: list[Any]) -> Any:
-        """The script's reply; KEYS are the namespace's index and expiry sets."""
+    async def _run(self, script: _Script, args: list[Arg], size: int = 0, records: int = 1) -> Any:
+        """The script's reply; KEYS are the namespace's index and expiry sets.
+
+        `size` (bytes of values and names) and `records` (how many it writes or
+        deletes) lengthen the call's deadline."""
         if self._closed:
             raise self._closed_error()
-        client, keys = self._client, self._keys
+        link, keys = self._link, self._keys.scripts
+        timeout = self.settings.write_deadline(size, records)
         try:
             try:
-                return await client.evalsha(script.sha, 2, keys.index, keys.expiry, *args)
+                return await link.evalsha(script.sha, keys, args, timeout)
             except NoScriptError:  # a restarted server, or SCRIPT FLUSH
-                await client.script_load(script.source)
-                return await client.evalsha(script.sha, 2, keys.index, keys.expiry, *args)
+                await link.script_load(script.source, timeout)
+                return await link.evalsha(script.sha, keys, args, timeout)
         except DRIVER_ERRORS as exc:
             raise self._fail(exc) from exc
 
@@ -119,7 +142,7 @@ class RedisStore(KVStore):
             cause=exc,
         )
 
-    def _write_args(self, record: Record, now: float) -> list[Any]:
+    def _write_args(self, record: Record, now: float) -> list[Arg]:
         """name, packed record, TTL in ms for Redis (0 = none), expiration."""
         if record.expiration is None:
             return [record.key, pack(record), 0, 0]
@@ -133,13 +156,13 @@ class RedisStore(KVStore):
         if self._closed:
             raise self._closed_error()
         try:
-            raw = await self._client.get(self._keys.value_prefix + key.encode())
+            raw = await self._link.get(self._keys.value_prefix + key.encode(), self._read_timeout)
         except DRIVER_ERRORS as exc:
             raise self._fail(exc) from exc
         if raw is None:
             return None
         try:
-            return unpack(cast(bytes, raw), self.clock())
+            return unpack(raw, self.clock())
         except ValueError as exc:
             raise self._alien(key, exc) from exc
 
@@ -152,15 +175,23 @@ class RedisStore(KVStore):
 
     async def _get_entries(self, keys: list[str]) -> dict[str, tuple[bytes, str | None]]:
         """Live values and metadata JSON; one MGET."""
+        return await self._mget(keys, unpack_many)
+
+    async def _get_values(self, keys: list[str]) -> dict[str, bytes]:
+        """Live values only (get_many); one MGET."""
+        return await self._mget(keys, values_many)
+
+    async def _mget(
+        self, keys: list[str], decode: Callable[[list[str], list[bytes | None], float], T]
+    ) -> T:
         if self._closed:
             raise self._closed_error()
-        prefix = self._keys.value_prefix
         try:
-            raws = await mget(self._client, [prefix + key.encode() for key in keys])
+            raws = await self._link.mget(self._keys.value_prefix, keys, self._read_timeout)
         except DRIVER_ERRORS as exc:
             raise self._fail(exc) from exc
         try:
-            return unpack_many(keys, raws, self.clock())
+            return decode(keys, raws, self.clock())
         except ValueError as exc:
             raise KVBackendError(
                 f"{exc}: kvcache did not write it ({self.url})", backend=self.backend, cause=exc
@@ -172,7 +203,7 @@ class RedisStore(KVStore):
         keys: list[KeyInfo] = []
         while True:
             missing = want - len(keys)
-            args = [self._keys.value_prefix, self.clock(), low, high, missing]
+            args: list[Arg] = [self._keys.value_prefix, self.clock(), low, high, missing]
             reply = await self._run(_LIST, [*args, missing + LIST_SCAN_SLACK])
             exhausted, last = reply[0], reply[1]
             for i in range(2, len(reply), 2):
@@ -181,7 +212,7 @@ class RedisStore(KVStore):
                     expires, meta = unpack_header(reply[i + 1])
                 except ValueError as exc:
                     raise self._alien(name, exc) from exc
-                keys.append(KeyInfo(name, expires, decode_metadata(meta)))
+                keys.append(KeyInfo(name, expires, decode_metadata(meta, name)))
             if len(keys) >= want:
                 return keys[:limit], True
             if exhausted:
@@ -190,33 +221,37 @@ class RedisStore(KVStore):
 
     # -- writes --------------------------------------------------------------
 
-    def _single_write(self, record: Record) -> list[Any]:
+    def _single_write(self, record: Record) -> list[Arg]:
         """ARGV of the one-record scripts (PUT, PUT_IF_ABSENT)."""
         now = self.clock()
         return [self._keys.value_prefix, now, self._purge(), *self._write_args(record, now)]
 
     async def _put(self, record: Record) -> None:
-        await self._run(_PUT, self._single_write(record))
+        await self._run(_PUT, self._single_write(record), len(record.value))
 
     async def _put_many(self, records: list[Record]) -> None:
         now = self.clock()
-        args: list[Any] = [self._keys.value_prefix, now, PURGE_BATCH]
+        args: list[Arg] = [self._keys.value_prefix, now, PURGE_BATCH]
+        size = 0
         for record in records:
             args.extend(self._write_args(record, now))
-        await self._run(_PUT_MANY, args)
+            size += len(record.key) + len(record.value)
+        await self._run(_PUT_MANY, args, size, len(records))
 
     async def _delete(self, key: str) -> None:
         await self._run(_DELETE, [self._keys.value_prefix, key])
 
     async def _delete_many(self, keys: list[str]) -> None:
-        await self._run(_DELETE_MANY, [self._keys.value_prefix, *keys])
+        args: list[Arg] = [self._keys.value_prefix, *keys]
+        await self._run(_DELETE_MANY, args, sum(map(len, keys)), len(keys))
 
     async def _put_if_absent(self, record: Record) -> bool:
-        return bool(await self._run(_PUT_IF_ABSENT, self._single_write(record)))
+        args = self._single_write(record)
+        return bool(await self._run(_PUT_IF_ABSENT, args, len(record.value)))
 
     async def _delete_if_equals(self, key: str, value: bytes) -> bool:
-        args = [self._keys.value_prefix, self.clock(), key, value]
-        return bool(await self._run(_DELETE_IF_EQUALS, args))
+        args: list[Arg] = [self._keys.value_prefix, self.clock(), key, value]
+        return bool(await self._run(_DELETE_IF_EQUALS, args, len(value)))
 
     async def _close(self) -> None:
         if self._closed:
@@ -224,7 +259,7 @@ class RedisStore(KVStore):
         self._closed = True
         if self._owns_client:
             try:
-                await self._client.aclose()
+                await self._link.aclose()
             except DRIVER_ERRORS:
                 pass  # the pool is being dropped either way
 
@@ -236,32 +271,33 @@ async def from_url(
     limits: Limits | None,
     clock: Clock,
     cluster: bool | None = None,
-    timeout: float | None = 5.0,
-    connect_timeout: float | None = 2.0,
-    retries: int = 0,
     **options: Any,
 ) -> RedisStore:
     """redis://[user:password@]host:port/db, rediss://..., unix:///path.sock,
     redis+cluster://host:port (or cluster=True).
 
-    `timeout` bounds each command and `connect_timeout` each connection attempt
-    (seconds, None for no limit). `retries` re-sends a command after a connection
-    error; it is 0 by default because a re-sent put_if_absent or delete_if_equals
-    whose first try did reach Redis would report False. Other keyword options go
-    to redis-py (`max_connections`, `ssl_ca_certs`, `client_name`, ...).
+    kvcache's options, as keywords or in the URL query (the URL wins):
+    `timeout` / `socket_timeout` bounds each read (0.25 s), `write_timeout` each
+    write and listing (0.4 s, more for big or bulk writes), `connect_timeout` /
+    `socket_connect_timeout` each connection attempt (1 s); seconds, or None /
+    `none` for no limit. `max_connections` (50) bounds the pool; more concurrent
+    callers wait in line, up to `pool_timeout` (5 s). `retries` (0) re-sends a
+    command after a connection error or timeout; it is 0 because a re-sent
+    put_if_absent or delete_if_equals whose first try did reach Redis would report
+    False. Other options go to redis-py (`ssl_ca_certs`, `client_name`, ...).
+    See `_redis_client.Settings` and docs/redis.md.
     """
-    client = await connect(
-        url,
-        cluster=cluster,
-        timeout=timeout,
-        connect_timeout=connect_timeout,
-        retries=retries,
-        options=options,
-    )
+    link, config = await open_link(url, cluster=cluster, options=options)
     try:
         return RedisStore(
-            client, url=url, namespace=namespace, limits=limits, clock=clock, owns_client=True
+            link,
+            url=url,
+            namespace=namespace,
+            limits=limits,
+            clock=clock,
+            owns_client=True,
+            settings=config,
         )
     except BaseException:
-        await client.aclose()
+        await link.aclose()
         raise

@@ -8,7 +8,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
-from ._url import default_url, redact_url
+from ._url import default_url, parse_url, redact_url
 from .base import Clock, KVStore
 from .errors import KVConfigError
 from .limits import Limits
@@ -38,6 +38,7 @@ async def _open(
     if not isinstance(url, str):
         raise TypeError(f"store URL must be str, not {type(url).__name__}")
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    parse_url(url)
     if scheme not in BACKENDS:
         known = ", ".join(sorted(BACKENDS))
         raise KVConfigError(

@@ -1,27 +1,38 @@
 """Argument checks with Workers KV's conditions, order and wording.
 
 Every function here raises before any I/O, so a refused call writes nothing.
+The key rules live in `_keys` and the numeric options in `_numbers` (both
+re-exported here); values, metadata, cursors and bulk arguments are checked here.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping, Sized
+from itertools import islice
+from typing import Any
 
-from ._json import dumps, loads
-from .errors import KVValidationError
+from ._json import dumps_readable, loads
+from ._keys import SERVER, check_key, check_prefix
+from ._numbers import (
+    INT32_MAX,
+    LIST_LIMIT_MAX,
+    check_cache_ttl,
+    expiry,
+    expiry_and_ttl,
+    list_limit,
+    to_int32,
+)
+from .errors import KVValidationError, shown
 from .limits import Limits
 from .types import Record
 
 __all__ = [
     "BULK_GET_MAX",
     "BULK_WRITE_MAX",
+    "INT32_MAX",
     "LIST_LIMIT_MAX",
-    "ValueType",
     "bulk_delete_keys",
     "bulk_records",
     "check_bulk_get",
@@ -29,114 +40,40 @@ __all__ = [
     "check_key",
     "check_prefix",
     "check_server_key",
+    "check_type",
     "decode_cursor",
     "decode_metadata",
     "decode_value",
     "encode_cursor",
     "entry_record",
     "expiry",
+    "expiry_and_ttl",
     "json_kind",
     "list_limit",
     "metadata_json",
+    "shown",
     "to_int32",
     "value_bytes",
 ]
 
-ValueType = Literal["text", "json", "bytes"]
-
-LIST_LIMIT_MAX = 1000
 BULK_GET_MAX = 100
 BULK_WRITE_MAX = 10_000
 BULK_GET_MAX_BYTES = 25 * 1024 * 1024
-INT32_MIN = -2_147_483_648
-INT32_MAX = 2_147_483_647
 _VALUE_TYPES = ("text", "json", "bytes", "arrayBuffer")
 _MAX_ERRORS_NAMED = 12
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_BYTES_LIKE = (str, bytes, bytearray, memoryview)
 
 
-def _key_bytes(key: object, op: str) -> int:
-    if not isinstance(key, str):
-        raise TypeError(f"KV {op.lower()}() key must be str, not {type(key).__name__}")
-    try:
-        return len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise KVValidationError("Key name is not valid Unicode.", status=400, op=op) from None
-
-
-def check_key(key: str, op: str, limits: Limits) -> None:
-    """The binding's client-side key rules (get, get_with_metadata, put, delete)."""
-    size = _key_bytes(key, op)
-    if size == 0:
-        raise KVValidationError("Key name cannot be empty.")
-    if key == "." or key == "..":
-        raise KVValidationError(f'"{key}" is not allowed as a key name.')
-    if size > limits.max_key_bytes:
-        raise KVValidationError(
-            f"UTF-8 encoded length of {size} exceeds key length limit of {limits.max_key_bytes}.",
-            status=414,
-            op=op,
-        )
-
-
-def check_server_key(key: str, op: str, limits: Limits) -> None:
+def check_server_key(key: object, op: str, limits: Limits) -> str:
     """The server's key rules, which bulk operations reach (no client-side check there)."""
-    size = _key_bytes(key, op)
-    if size == 0:
-        raise KVValidationError("Key names must not be empty", status=400, op=op)
-    if key == "." or key == "..":
-        raise KVValidationError(
-            f'Illegal key name "{key}". Please use a different name.', status=400, op=op
-        )
-    if size > limits.max_key_bytes:
-        raise KVValidationError(
-            f"UTF-8 encoded length of {size} exceeds key length limit of {limits.max_key_bytes}.",
-            status=414,
-            op=op,
-        )
+    return check_key(key, op, limits, SERVER)
 
 
-def check_prefix(prefix: str | None, limits: Limits) -> str:
-    """A list prefix: any string up to the key size limit; None means all keys."""
-    if prefix is None:
-        return ""
-    size = _key_bytes(prefix, "GET")
-    if size > limits.max_key_bytes:
-        raise KVValidationError(
-            f"UTF-8 encoded length of {size} exceeds key length limit of {limits.max_key_bytes}.",
-            status=414,
-            op="GET",
-        )
-    return prefix
-
-
-def to_int32(value: object, name: str) -> int:
-    """Coerce a numeric option as the binding does: truncate, NaN -> 0, int32 range."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, not bool")
-    if isinstance(value, int):
-        number: float = value  # any int is finite, even one too large for a float
-    elif isinstance(value, float):
-        number = value if math.isfinite(value) else 0
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip() or "nan")
-        except ValueError:
-            number = math.nan
-        number = number if math.isfinite(number) else 0
-    else:
-        raise TypeError(f"{name} must be an int, float or numeric str, not {type(value).__name__}")
-    result = int(number)
-    if not INT32_MIN <= result <= INT32_MAX:
-        raise KVValidationError(
-            f"Value out of range. Must be between {INT32_MIN} and {INT32_MAX} (inclusive)."
-        )
-    return result
-
-
-def check_type(type: str, *, bulk: bool = False) -> None:
+def check_type(type: object, *, bulk: bool = False) -> None:
     """Value types; bulk reads take "text" and "json" as Workers KV does, and kvcache's
     "bytes" (raw values; over Cloudflare's REST API that means single reads)."""
+    if not isinstance(type, str):
+        raise TypeError(f'type must be "text", "json" or "bytes", not {type.__class__.__name__}')
     if bulk:
         if type not in ("text", "json", "bytes"):
             raise KVValidationError(
@@ -148,26 +85,30 @@ def check_type(type: str, *, bulk: bool = False) -> None:
         )
 
 
-def check_cache_ttl(cache_ttl: object, op: str, limits: Limits) -> None:
-    if cache_ttl is None:
-        return
-    ttl = to_int32(cache_ttl, "cache_ttl")
-    if ttl < limits.min_cache_ttl:
-        raise KVValidationError(
-            f"Invalid cache_ttl of {ttl}. Cache TTL must be at least {limits.min_cache_ttl}.",
-            status=400,
-            op=op,
-        )
-
-
 def value_bytes(value: object, limits: Limits, op: str = "PUT") -> bytes:
-    """The stored bytes of a put value; str is stored as UTF-8."""
+    """The stored bytes of a value: a str as its UTF-8, bytes-like objects as they are.
+
+    A str with a lone surrogate has no UTF-8 form. Workers KV (through TextEncoder)
+    would store U+FFFD in its place, so the value could never be read back as it
+    was given; kvcache refuses it instead.
+    """
     if isinstance(value, str):
-        data = value.encode("utf-8", "surrogatepass")
+        try:
+            data = value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise KVValidationError(
+                f"Value is not valid Unicode: a lone surrogate U+{ord(value[exc.start]):04X} "
+                f"at index {exc.start} has no UTF-8 form. Pass bytes to store other data.",
+                status=400,
+                op=op,
+            ) from None
     elif isinstance(value, bytes):
         data = value
     elif isinstance(value, bytearray | memoryview):
-        data = bytes(value)
+        try:
+            data = bytes(value)
+        except ValueError as exc:  # a released memoryview
+            raise TypeError(f"value cannot be read: {exc}") from None
     else:
         raise TypeError(
             "KV put() accepts only str, bytes, bytearray and memoryview values, "
@@ -186,13 +127,8 @@ def metadata_json(metadata: object, limits: Limits, op: str = "PUT") -> str | No
     """Compact JSON as JSON.stringify writes it; None means no metadata."""
     if metadata is None:
         return None
-    text = dumps(metadata, "metadata")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        # A lone surrogate has no UTF-8 form; JSON.stringify writes it as a \u escape.
-        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-        size = len(text.encode("utf-8"))
+    text = dumps_readable(metadata, "metadata")
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size > limits.max_metadata_bytes:
         raise KVValidationError(
             f"Metadata length of {size} exceeds limit of {limits.max_metadata_bytes}.",
@@ -200,54 +136,6 @@ def metadata_json(metadata: object, limits: Limits, op: str = "PUT") -> str | No
             op=op,
         )
     return text
-
-
-def expiry(
-    expiration: object, expiration_ttl: object, now: float, limits: Limits, op: str = "PUT"
-) -> int | None:
-    """Absolute expiry in epoch seconds, or None; expiration_ttl wins over expiration."""
-    return expiry_and_ttl(expiration, expiration_ttl, now, limits, op)[0]
-
-
-def expiry_and_ttl(
-    expiration: object, expiration_ttl: object, now: float, limits: Limits, op: str = "PUT"
-) -> tuple[int | None, int | None]:
-    """`expiry`, and the TTL in seconds when one was given (it wins over expiration)."""
-    whole_now = math.floor(now)
-    if expiration_ttl is not None:
-        ttl = to_int32(expiration_ttl, "expiration_ttl")
-        if ttl <= 0:
-            raise KVValidationError(
-                f"Invalid expiration_ttl of {ttl}. Please specify integer greater than 0.",
-                status=400,
-                op=op,
-            )
-        if ttl < limits.min_expiration_ttl:
-            raise KVValidationError(
-                f"Invalid expiration_ttl of {ttl}. "
-                f"Expiration TTL must be at least {limits.min_expiration_ttl}.",
-                status=400,
-                op=op,
-            )
-        return whole_now + ttl, ttl
-    if expiration is not None:
-        at = to_int32(expiration, "expiration")
-        if at <= whole_now:
-            raise KVValidationError(
-                f"Invalid expiration of {at}. Please specify integer greater than "
-                "the current number of seconds since the UNIX epoch.",
-                status=400,
-                op=op,
-            )
-        if at < whole_now + limits.min_expiration_ttl:
-            raise KVValidationError(
-                f"Invalid expiration of {at}. Expiration times must be at least "
-                f"{limits.min_expiration_ttl} seconds in the future.",
-                status=400,
-                op=op,
-            )
-        return at, None
-    return None, None
 
 
 def decode_value(raw: bytes, type: str) -> Any:
@@ -261,21 +149,19 @@ def decode_value(raw: bytes, type: str) -> Any:
     return raw
 
 
-def decode_metadata(text: str | None) -> Any:
-    return None if text is None else loads(text)
+def decode_metadata(text: str | None, key: str | None = None) -> Any:
+    """Stored metadata JSON, parsed; KVValidationError naming the key if it is not JSON.
 
-
-def list_limit(limit: object) -> int:
-    value = 0 if limit is None else to_int32(limit, "limit")
-    if value <= 0:
-        return LIST_LIMIT_MAX
-    if value > LIST_LIMIT_MAX:
-        raise KVValidationError(
-            f"Invalid key_count_limit of {value}. Please specify an integer less than 1000.",
-            status=400,
-            op="GET",
-        )
-    return value
+    kvcache never stores metadata it cannot parse (see `_json.dumps_readable`),
+    so this fails only on rows another program wrote.
+    """
+    if text is None:
+        return None
+    try:
+        return loads(text)
+    except ValueError as exc:
+        whose = "" if key is None else f" of key {key!r}"
+        raise KVValidationError(f"Metadata{whose} is not valid JSON: {exc}", status=400) from None
 
 
 def encode_cursor(last_key: str) -> str:
@@ -283,7 +169,7 @@ def encode_cursor(last_key: str) -> str:
     return base64.b64encode(last_key.encode("utf-8")).decode("ascii")
 
 
-def decode_cursor(cursor: str | None) -> str:
+def decode_cursor(cursor: object) -> str:
     """The key to start strictly after; "" for the first page."""
     if cursor is None or cursor == "":
         return ""
@@ -295,18 +181,42 @@ def decode_cursor(cursor: str | None) -> str:
         raise KVValidationError(f"Invalid cursor {cursor!r}.", status=400, op="GET") from None
 
 
-def check_bulk_get(keys: Sequence[str], type: str, limits: Limits) -> list[str]:
+def _items(items: object, call: str, what: str, most: int) -> tuple[list[Any], int, bool]:
+    """A bulk argument's items, how many were read, and whether that is all of them.
+
+    Any iterable serves: lists as they are, other collections copied, iterators
+    (generators) read only up to one past the limit, so an endless one cannot hang
+    the call. A str, bytes or mapping is refused: it iterates, but it is one item.
+    """
+    if isinstance(items, list):
+        return items, len(items), True
+    if isinstance(items, _BYTES_LIKE) or (isinstance(items, Mapping) and call == "put_many"):
+        raise TypeError(
+            f"{call}() takes an iterable of {what}, not a single {type(items).__name__}"
+        )
+    if not isinstance(items, Iterable):
+        raise TypeError(f"{call}() takes an iterable of {what}, not {type(items).__name__}")
+    if isinstance(items, Sized):
+        whole = list(items)
+        return whole, len(whole), True
+    taken = list(islice(items, most + 1))
+    return taken, len(taken), len(taken) <= most
+
+
+def check_bulk_get(keys: object, type: object, limits: Limits) -> list[str]:
     """Bulk-get rules; returns the distinct keys in request order."""
-    if isinstance(keys, str | bytes):
-        raise TypeError("get_many() takes a list of keys, not a single str")
+    items, count, _ = _items(keys, "get_many", "keys", BULK_GET_MAX)
     check_type(type, bulk=True)
-    unique = list(dict.fromkeys(keys))
-    if len(keys) > BULK_GET_MAX:
+    if count > BULK_GET_MAX:
         raise KVValidationError(
             f"You can request a maximum of {BULK_GET_MAX} keys", status=400, op="GET_BULK"
         )
-    if not keys:
+    if not count:
         raise KVValidationError("You must request a minimum of 1 key", status=400, op="GET_BULK")
+    try:
+        unique: list[str] = list(dict.fromkeys(items))
+    except TypeError:  # an unhashable item, which is no str either
+        unique = items
     if not _plain_ascii_keys(unique, limits.max_key_bytes):
         for key in unique:
             check_server_key(key, "GET_BULK", limits)
@@ -373,7 +283,10 @@ def entry_record(entry: object, now: float, limits: Limits) -> Record:
     key: str = entry["key"]
     check_server_key(key, "PUT", limits)
     value = entry["value"]
-    if entry.get("base64"):
+    encoded = entry.get("base64", False)
+    if not isinstance(encoded, bool):
+        raise TypeError(f'"base64" must be true or false, not {type(encoded).__name__}')
+    if encoded:
         if not isinstance(value, str):
             raise TypeError('"value" must be a base64 string when "base64" is true')
         try:
@@ -385,18 +298,19 @@ def entry_record(entry: object, now: float, limits: Limits) -> Record:
     return Record(key, value_bytes(value, limits), expires, meta, ttl)
 
 
-def bulk_records(entries: Iterable[object], now: float, limits: Limits) -> list[Record]:
+def _too_many(count: int, exact: bool, most: int, what: str, op: str) -> KVValidationError:
+    got = f"got {count}" if exact else f"got more than {most}"
+    done = "written" if op == "PUT" else "deleted"
+    return KVValidationError(
+        f"A maximum of {most} {what} can be {done} at once; {got}.", status=413, op=op
+    )
+
+
+def bulk_records(entries: object, now: float, limits: Limits) -> list[Record]:
     """Validate every entry first; raise naming the first bad ones, so nothing is written."""
-    if isinstance(entries, str | bytes | Mapping):
-        raise TypeError(f"put_many() takes a list of entries, not a {type(entries).__name__}")
-    items = list(entries)
-    if len(items) > BULK_WRITE_MAX:
-        raise KVValidationError(
-            f"A maximum of {BULK_WRITE_MAX} key-value pairs can be written at once; "
-            f"got {len(items)}.",
-            status=413,
-            op="PUT",
-        )
+    items, count, exact = _items(entries, "put_many", "entries", BULK_WRITE_MAX)
+    if count > BULK_WRITE_MAX:
+        raise _too_many(count, exact, BULK_WRITE_MAX, "key-value pairs", "PUT")
     records: list[Record] = []
     problems: list[tuple[int, Exception]] = []
     for index, entry in enumerate(items):
@@ -405,31 +319,23 @@ def bulk_records(entries: Iterable[object], now: float, limits: Limits) -> list[
         except (KVValidationError, TypeError) as exc:
             problems.append((index, exc))
     if problems:
-        _raise_bulk(problems, len(items), "PUT")
+        _raise_bulk(problems, count, "PUT")
     return records
 
 
-def bulk_delete_keys(keys: Iterable[object], limits: Limits) -> list[str]:
-    if isinstance(keys, str | bytes):
-        raise TypeError(f"delete_many() takes a list of keys, not a single {type(keys).__name__}")
-    items = list(keys)
-    if len(items) > BULK_WRITE_MAX:
-        raise KVValidationError(
-            f"A maximum of {BULK_WRITE_MAX} keys can be deleted at once; got {len(items)}.",
-            status=413,
-            op="DELETE",
-        )
+def bulk_delete_keys(keys: object, limits: Limits) -> list[str]:
+    items, count, exact = _items(keys, "delete_many", "keys", BULK_WRITE_MAX)
+    if count > BULK_WRITE_MAX:
+        raise _too_many(count, exact, BULK_WRITE_MAX, "keys", "DELETE")
     problems: list[tuple[int, Exception]] = []
     for index, key in enumerate(items):
         try:
-            if not isinstance(key, str):
-                raise TypeError(f"key must be str, not {type(key).__name__}")
             check_server_key(key, "DELETE", limits)
         except (KVValidationError, TypeError) as exc:
             problems.append((index, exc))
     if problems:
-        _raise_bulk(problems, len(items), "DELETE")
-    return [key for key in items if isinstance(key, str)]
+        _raise_bulk(problems, count, "DELETE")
+    return items
 
 
 def _raise_bulk(problems: list[tuple[int, Exception]], total: int, op: str) -> None:

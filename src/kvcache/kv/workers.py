@@ -126,12 +126,11 @@ class WorkersKV(SingleKeyFallbacks, KVStore):
         return bytes(found.value.to_bytes()), text
 
     async def _get_entries(self, keys: list[str]) -> dict[str, tuple[bytes, str | None]]:
-        return await self._read_many(keys, "text", metadata=True)
+        return await self._single_reads(keys, metadata=True)
 
-    async def _read_many(
-        self, keys: list[str], type: str, *, metadata: bool = False
-    ) -> dict[str, tuple[bytes, str | None]]:
-        return await self._single_reads(keys, metadata)
+    async def _get_values(self, keys: list[str]) -> dict[str, bytes]:
+        found = await self._single_reads(keys, metadata=False)
+        return {key: raw for key, (raw, _) in found.items()}
 
     async def _list_page(self, prefix: str, limit: int, cursor: str | None) -> ListPage:
         self._check()

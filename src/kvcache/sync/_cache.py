@@ -63,6 +63,7 @@ class Cache:
         jitter: float = 0.0,
         lock_timeout: float = 10.0,
         breaker: CircuitBreaker | None = None,
+        family: Callable[[str], str] | None = None,
     ) -> None:
         store, self._portal = core_of(kv, "Cache")
         self.kv = kv
@@ -76,6 +77,7 @@ class Cache:
             jitter=jitter,
             lock_timeout=lock_timeout,
             breaker=breaker,
+            family=family,
         )
 
     # -- reads ---------------------------------------------------------------------

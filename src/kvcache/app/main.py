@@ -1,0 +1,75 @@
+"""`build_app(settings)`: the Starlette application of `kvcache serve`.
+
+The lifespan opens the service (stores, database, handlers), keeps a small
+housekeeping task (cache counters into the summed metrics every PUSH_EVERY
+seconds, the delivery log pruned every hour) and closes everything on shutdown.
+`create_app()` is the factory uvicorn's worker processes call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+
+from .admin_routes import admin_routes
+from .metrics import Metrics
+from .service import Service
+from .settings import ENV_JSON, Settings, load_settings
+from .state import State
+from .webhook_routes import webhook_routes
+
+__all__ = ["build_app", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+PUSH_EVERY = 0.25
+PRUNE_EVERY = 3600.0
+
+
+async def _housekeeping(state: State) -> None:
+    last_prune = -PRUNE_EVERY
+    while True:
+        state.push_cache()
+        now = time.monotonic()
+        if now - last_prune >= PRUNE_EVERY:
+            last_prune = now
+            try:
+                removed = await state.service.prune()
+                if removed:
+                    logger.info("pruned %d delivery-log rows", removed)
+            except Exception as exc:
+                logger.warning("could not prune the delivery log: %s", exc)
+        await asyncio.sleep(PUSH_EVERY)
+
+
+def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
+    """The ASGI app for `settings`; its stores open when the server starts it."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        service = await Service.open(settings, clock=clock)
+        state = State(settings, service, Metrics())
+        app.state.kvcache = state
+        task = asyncio.create_task(_housekeeping(state))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            state.push_cache()
+            await service.close()
+
+    return Starlette(routes=[*webhook_routes(), *admin_routes()], lifespan=lifespan)
+
+
+def create_app() -> Starlette:
+    """uvicorn's factory: settings from `kvcache serve` (or environment and kvcache.toml)."""
+    text = os.environ.get(ENV_JSON)
+    return build_app(Settings.from_json(text) if text else load_settings())

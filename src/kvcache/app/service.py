@@ -1,0 +1,100 @@
+"""The service's parts, opened together from `Settings` and closed together.
+
+Stores: the cache in namespace CACHE and the webhook claims in namespace
+WEBHOOKS of the one store `settings.store` names; the app database; the
+handler registry (built-in invalidation handlers first, then each
+`--handlers` module's `register(webhooks)`). The web app and the CLI's
+`webhook list|replay` both use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import Cache, Idempotency, KVStore, Limits, open_kv
+from ..shopify import invalidation, keys
+from ..shopify.context import HandlerContext
+from ..shopify.db import migrate, open_database
+from ..shopify.deliveries import DeliveryLog
+from ..shopify.processor import WebhookProcessor
+from ..shopify.webhooks import Webhooks
+from .settings import Settings, SettingsError
+
+__all__ = ["CACHE_NAMESPACE", "WEBHOOKS_NAMESPACE", "Service", "load_handlers"]
+
+CACHE_NAMESPACE = "CACHE"
+WEBHOOKS_NAMESPACE = "WEBHOOKS"
+#: Workers KV's limits, but claims may hold a lease shorter than its 60 s minimum TTL.
+CLAIM_LIMITS = Limits(min_expiration_ttl=1)
+
+
+def load_handlers(webhooks: Webhooks, modules: tuple[str, ...]) -> None:
+    """Import each module and call its `register(webhooks)`."""
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise SettingsError(f"handlers module {name!r} cannot be imported: {exc}") from exc
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise SettingsError(f"handlers module {name!r} has no register(webhooks) function")
+        register(webhooks)
+
+
+@dataclass
+class Service:
+    """Open stores, database and processor; `await Service.open(settings)`, then `close()`."""
+
+    settings: Settings
+    cache_store: KVStore
+    claim_store: KVStore
+    cache: Cache
+    log: DeliveryLog
+    processor: WebhookProcessor
+    webhooks: Webhooks
+
+    @classmethod
+    async def open(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> Service:
+        webhooks = Webhooks()
+        invalidation.register(webhooks)
+        load_handlers(webhooks, settings.handlers)
+        engine = open_database(settings.database_url)
+        opened: list[KVStore] = []
+        try:
+            await migrate(engine)
+            cache_store = await open_kv(settings.store, namespace=CACHE_NAMESPACE, clock=clock)
+            opened.append(cache_store)
+            claim_store = await open_kv(
+                settings.store, namespace=WEBHOOKS_NAMESPACE, limits=CLAIM_LIMITS, clock=clock
+            )
+            opened.append(claim_store)
+            idempotency = Idempotency(
+                claim_store,
+                lease_ttl=settings.webhook_lease_ttl,
+                result_ttl=settings.webhook_result_ttl,
+            )
+        except BaseException:
+            for store in opened:
+                await store.close()
+            await engine.dispose()
+            raise
+        cache = Cache(cache_store, family=keys.family)
+        log = DeliveryLog(engine, clock=clock)
+        log.start()
+        context = HandlerContext(cache=cache, log=log, clock=clock)
+        processor = WebhookProcessor(settings.api_secrets, webhooks, idempotency, context, log)
+        return cls(settings, cache_store, claim_store, cache, log, processor, webhooks)
+
+    async def prune(self) -> int:
+        """Drop delivery-log rows older than the retention."""
+        return await self.log.prune(self.settings.webhook_log_retention)
+
+    async def close(self) -> None:
+        await self.cache.close()
+        await self.log.close()
+        await self.cache_store.close()
+        await self.claim_store.close()
+        await self.log.engine.dispose()
