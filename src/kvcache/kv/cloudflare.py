@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -47,7 +47,7 @@ from ._url import url_options
 from .base import Clock, KVStore
 from .errors import KVBackendError, KVConfigError, KVValidationError
 from .limits import Limits, check_server_limits
-from .types import KeyInfo, Record
+from .types import KeyInfo, ListPage, Record
 
 __all__ = ["DEFAULT_API_URL", "CloudflareKV", "from_url"]
 
@@ -198,7 +198,7 @@ class CloudflareKV(SingleKeyFallbacks, KVStore):
                 found[key] = (_text_bytes(item), None)
         return found
 
-    async def _list_page(self, prefix: str, limit: int, cursor: str | None) -> Any:
+    async def _list_page(self, prefix: str, limit: int, cursor: str | None) -> ListPage:
         self._check_open()
         return await fill_page(self._fetch_keys, prefix, limit, cursor, _LIST_PAGE_MIN)
 
