@@ -15,7 +15,9 @@ PUBLIC_NAMES = [
     "CircuitBreaker",
     "Claim",
     "ClaimLost",
+    "CustomerCreationError",
     "FamilyStats",
+    "GraphQLError",
     "Idempotency",
     "IdempotencyError",
     "KVBackendError",
@@ -30,6 +32,11 @@ PUBLIC_NAMES = [
     "OpenKV",
     "Outcome",
     "Serializer",
+    "ShopNotFound",
+    "ShopifyAuthError",
+    "ShopifyError",
+    "ShopifyHTTPError",
+    "ShopifyUnavailable",
     "__version__",
     "open_kv",
 ]
@@ -90,6 +97,11 @@ def test_error_tree() -> None:
     assert issubclass(kvcache.KVBackendError, kvcache.KVError)
     assert not issubclass(kvcache.KVBackendError, ValueError)
     assert issubclass(kvcache.KVConfigError, kvcache.KVError)
+    assert issubclass(kvcache.ShopifyError, kvcache.KVError)
+    for name in ("ShopifyHTTPError", "ShopifyUnavailable", "GraphQLError", "ShopNotFound"):
+        assert issubclass(getattr(kvcache, name), kvcache.ShopifyError), name
+    assert issubclass(kvcache.CustomerCreationError, kvcache.ShopifyError)
+    assert issubclass(kvcache.ShopifyAuthError, kvcache.ShopifyHTTPError)
 
 
 def test_version() -> None:

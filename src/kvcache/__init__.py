@@ -8,11 +8,18 @@ from .cache import JSON, Cache, CacheStats, CacheTTLWarning, CircuitBreaker, Fam
 from .errors import (
     AlreadyInProgress,
     ClaimLost,
+    CustomerCreationError,
+    GraphQLError,
     IdempotencyError,
     KVBackendError,
     KVConfigError,
     KVError,
     KVValidationError,
+    ShopifyAuthError,
+    ShopifyError,
+    ShopifyHTTPError,
+    ShopifyUnavailable,
+    ShopNotFound,
 )
 from .idempotency import Claim, Idempotency, Outcome
 from .kv import KeyInfo, KVEntry, KVStore, Limits, ListPage, OpenKV, open_kv
@@ -27,7 +34,9 @@ __all__ = [
     "CircuitBreaker",
     "Claim",
     "ClaimLost",
+    "CustomerCreationError",
     "FamilyStats",
+    "GraphQLError",
     "Idempotency",
     "IdempotencyError",
     "JSON",
@@ -43,6 +52,11 @@ __all__ = [
     "OpenKV",
     "Outcome",
     "Serializer",
+    "ShopNotFound",
+    "ShopifyAuthError",
+    "ShopifyError",
+    "ShopifyHTTPError",
+    "ShopifyUnavailable",
     "__version__",
     "open_kv",
 ]

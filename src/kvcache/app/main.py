@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.applications import Starlette
 
 from .admin_routes import admin_routes
+from .api_routes import api_routes
 from .metrics import Metrics
 from .service import Service
 from .settings import ENV_JSON, Settings, load_settings
@@ -66,7 +67,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
             state.push_cache()
             await service.close()
 
-    return Starlette(routes=[*webhook_routes(), *admin_routes()], lifespan=lifespan)
+    return Starlette(routes=[*webhook_routes(), *admin_routes(), *api_routes()], lifespan=lifespan)
 
 
 def create_app() -> Starlette:

@@ -19,7 +19,9 @@ from ..shopify import invalidation, keys
 from ..shopify.context import HandlerContext
 from ..shopify.db import migrate, open_database
 from ..shopify.deliveries import DeliveryLog
+from ..shopify.origins import Origins
 from ..shopify.processor import WebhookProcessor
+from ..shopify.shops import ShopRegistry
 from ..shopify.webhooks import Webhooks
 from .settings import Settings, SettingsError
 
@@ -55,6 +57,7 @@ class Service:
     log: DeliveryLog
     processor: WebhookProcessor
     webhooks: Webhooks
+    origins: Origins
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> Service:
@@ -65,6 +68,7 @@ class Service:
         opened: list[KVStore] = []
         try:
             await migrate(engine)
+            shops = ShopRegistry(engine, secret_key=settings.secret_key, clock=clock)
             cache_store = await open_kv(settings.store, namespace=CACHE_NAMESPACE, clock=clock)
             opened.append(cache_store)
             claim_store = await open_kv(
@@ -84,15 +88,18 @@ class Service:
         cache = Cache(cache_store, family=keys.family)
         log = DeliveryLog(engine, clock=clock)
         log.start()
-        context = HandlerContext(cache=cache, log=log, clock=clock)
+        admin_options = {"retries": settings.shopify_retries}
+        origins = Origins(engine, cache, shops, admin_options=admin_options, clock=clock)
+        context = HandlerContext(cache=cache, log=log, clock=clock, shops=shops)
         processor = WebhookProcessor(settings.api_secrets, webhooks, idempotency, context, log)
-        return cls(settings, cache_store, claim_store, cache, log, processor, webhooks)
+        return cls(settings, cache_store, claim_store, cache, log, processor, webhooks, origins)
 
     async def prune(self) -> int:
         """Drop delivery-log rows older than the retention."""
         return await self.log.prune(self.settings.webhook_log_retention)
 
     async def close(self) -> None:
+        await self.origins.aclose()
         await self.cache.close()
         await self.log.close()
         await self.cache_store.close()

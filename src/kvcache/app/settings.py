@@ -4,11 +4,13 @@
     KVCACHE_DATABASE_URL             SQLAlchemy URL of the app database
     SHOPIFY_API_SECRET               the app's client secret; comma-separated, all verify
     KVCACHE_ADMIN_TOKEN              bearer token of /api/* and /metrics (unset: loopback only)
+    KVCACHE_SECRET_KEY               Fernet key(s) of shop tokens stored in the database
     KVCACHE_HANDLERS                 comma-separated modules with register(webhooks)
     KVCACHE_WEBHOOK_BODY_LIMIT       bytes (1 MiB)
     KVCACHE_WEBHOOK_LEASE_TTL        seconds a claim outlives a dead worker (30)
     KVCACHE_WEBHOOK_RESULT_TTL       seconds a completed delivery answers duplicates (86400)
     KVCACHE_WEBHOOK_LOG_RETENTION    seconds the delivery log keeps a row (7 days)
+    KVCACHE_SHOPIFY_RETRIES          retries of one Admin API call that was throttled or failed (5)
 
 The TOML file uses the same names in lower case without the prefix (`store`,
 `database_url`, `shopify_api_secret` as a string or list, `admin_token`,
@@ -23,7 +25,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,8 @@ class Settings:
     webhook_lease_ttl: int = 30
     webhook_result_ttl: int = 86_400
     webhook_log_retention: int = 7 * 86_400
+    shopify_retries: int = 5
+    secret_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.api_secrets or not all(isinstance(s, str) and s for s in self.api_secrets):
@@ -66,6 +70,7 @@ class Settings:
             "webhook_lease_ttl",
             "webhook_result_ttl",
             "webhook_log_retention",
+            "shopify_retries",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -90,15 +95,23 @@ _ENV = {
     "database_url": "KVCACHE_DATABASE_URL",
     "api_secrets": "SHOPIFY_API_SECRET",
     "admin_token": "KVCACHE_ADMIN_TOKEN",
+    "secret_key": "KVCACHE_SECRET_KEY",
     "handlers": "KVCACHE_HANDLERS",
     "webhook_body_limit": "KVCACHE_WEBHOOK_BODY_LIMIT",
     "webhook_lease_ttl": "KVCACHE_WEBHOOK_LEASE_TTL",
     "webhook_result_ttl": "KVCACHE_WEBHOOK_RESULT_TTL",
     "webhook_log_retention": "KVCACHE_WEBHOOK_LOG_RETENTION",
+    "shopify_retries": "KVCACHE_SHOPIFY_RETRIES",
 }
 _TOML = {name: name for name in _ENV} | {"api_secrets": "shopify_api_secret"}
 _LISTS = ("api_secrets", "handlers")
-_INTS = ("webhook_body_limit", "webhook_lease_ttl", "webhook_result_ttl", "webhook_log_retention")
+_INTS = (
+    "webhook_body_limit",
+    "webhook_lease_ttl",
+    "webhook_result_ttl",
+    "webhook_log_retention",
+    "shopify_retries",
+)
 
 
 def _split(value: str) -> tuple[str, ...]:

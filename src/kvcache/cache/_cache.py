@@ -39,6 +39,7 @@ T = TypeVar("T")
 #: counted miss, and the next fill overwrites it.
 _UNREADABLE: Final = (Exception,)
 _NOTHING: Final = (MISS, None, False)
+_LOOKUP_MISS: Final = object()
 
 
 def _check_fetch(fetch: object) -> None:
@@ -47,7 +48,7 @@ def _check_fetch(fetch: object) -> None:
 
 
 class Cache:
-    """A cache over a `KVStore`: `get`, `set`, `delete`, `delete_prefix`, `get_or_set`.
+    """A cache over a `KVStore`: `get`, `set`, `delete`, `delete_prefix`, `get_or_set`, `lookup`.
 
     `prefix` is prepended to every key in the store (never part of stats'
     families). `local_ttl` adds an in-process LRU tier of `local_maxsize` keys.
@@ -221,6 +222,28 @@ class Cache:
         if serialized is None or value.__class__ in IMMUTABLE:
             return value  # type: ignore[no-any-return]
         return self._loads(serialized)  # type: ignore[no-any-return]
+
+    async def lookup(
+        self,
+        key: str,
+        fetch: Callable[[], Awaitable[T]],
+        ttl: float | None = DEFAULT,
+        negative_ttl: float | None = None,
+        lock: bool = False,
+    ) -> tuple[T, bool]:
+        """`get_or_set`, also saying whether the cache answered without waiting for a fetch.
+
+        `(value, True)` when the store (or local tier) held the key; `(value, False)`
+        when this caller went through `get_or_set`'s fill (its own fetch, another
+        caller's, or another process's under `lock`). Counted once, as a hit or a miss.
+        """
+        value = await self.get(key, _LOOKUP_MISS)
+        if value is not _LOOKUP_MISS:
+            return value, True
+        # get_or_set reads the key again and counts that miss itself.
+        (self._by_key.get(key) or self._stats.family(key)).misses -= 1
+        filled = await self.get_or_set(key, fetch, ttl, negative_ttl, lock=lock)
+        return filled, False
 
     def cached(
         self,

@@ -25,6 +25,8 @@ from .bulk import bulk
 from .key import key
 from .namespace import namespace
 from .serve import serve
+from .shop import shop
+from .shopify import shopify
 from .webhook import webhook
 
 __all__ = ["cli", "main"]
@@ -42,8 +44,9 @@ class _Group(click.Group):
 @click.version_option(__version__, "--version", "-V", prog_name="kvcache")
 @target_options
 def cli() -> None:
-    """Workers-KV stores from the command line (modelled on `wrangler kv`) and the webhook
-    service (`kvcache serve`, `kvcache webhook trigger|list|replay`)."""
+    """Workers-KV stores from the command line (modelled on `wrangler kv`), the webhook
+    service (`kvcache serve`, `kvcache webhook trigger|list|replay`), its shops
+    (`kvcache shop add|list|remove`) and a local Shopify (`kvcache shopify emulate`)."""
 
 
 @cli.group()
@@ -56,6 +59,8 @@ kv.add_command(bulk)
 kv.add_command(namespace)
 cli.add_command(serve)
 cli.add_command(webhook)
+cli.add_command(shop)
+cli.add_command(shopify)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -56,6 +56,7 @@ def _prepare(store: str | None, config: str | None, handlers: tuple[str, ...]) -
     from ..app.service import load_handlers
     from ..app.settings import load_settings
     from ..shopify.db import migrate, open_database
+    from ..shopify.shops import load_secret_key
     from ..shopify.webhooks import Webhooks
 
     async def upgrade(url: str) -> None:
@@ -69,6 +70,7 @@ def _prepare(store: str | None, config: str | None, handlers: tuple[str, ...]) -
         settings = load_settings(config, store=store)
         settings = settings.replace(handlers=settings.handlers + handlers)
         load_handlers(Webhooks(), settings.handlers)
+        load_secret_key(settings.secret_key)
         asyncio.run(upgrade(settings.database_url))
     except (KVError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None

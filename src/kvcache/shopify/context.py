@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .. import Cache, KVStore
 from .deliveries import DeliveryLog
+from .shops import ShopRegistry
 
 __all__ = ["HandlerContext"]
 
@@ -17,12 +18,14 @@ class HandlerContext:
     """`ctx` of `async def handle(delivery, ctx)`.
 
     `cache` is the shop data cache (namespace CACHE, keys from `kvcache.shopify.keys`),
-    `store` the store under it, `log` the delivery log in the app database.
+    `store` the store under it, `log` the delivery log in the app database, `shops`
+    the shops `kvcache shop add` knows (None outside the service).
     """
 
     cache: Cache
     log: DeliveryLog
     clock: Callable[[], float] = field(default=time.time)
+    shops: ShopRegistry | None = None
 
     @property
     def store(self) -> KVStore:

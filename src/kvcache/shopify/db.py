@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Float,
     Index,
@@ -41,6 +42,8 @@ __all__ = [
     "metadata",
     "migrate",
     "open_database",
+    "shop_config",
+    "shops",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.kvcache/app.db"
@@ -93,12 +96,48 @@ data_requests = Table(
 )
 
 
+#: The shops `kvcache shop add` knows. A token is either named (`token_env`: the
+#: variable the service reads it from) or stored encrypted with KVCACHE_SECRET_KEY.
+shops = Table(
+    "shops",
+    metadata,
+    Column("shop", String(255), primary_key=True),
+    Column("api_version", String(32), nullable=False),
+    Column("admin_url", Text),
+    Column("token_env", String(255)),
+    Column("token_ciphertext", LargeBinary),
+    Column("installed", Boolean, nullable=False),
+    Column("added_at", Float, nullable=False),
+    Column("uninstalled_at", Float),
+)
+
+#: The seed's ShopConfig, one row per shop.
+shop_config = Table(
+    "shop_config",
+    metadata,
+    Column("shop", String(255), primary_key=True),
+    Column("shop_id", String(255)),
+    Column("shop_name", String(255)),
+    Column("hcp_enabled", Boolean, nullable=False),
+    Column("samples_enabled", Boolean, nullable=False),
+    Column("max_samples_per_request", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+
 async def _v1(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: metadata.create_all(sync, tables=[deliveries, data_requests]))
 
 
+async def _v2(conn: AsyncConnection) -> None:
+    await conn.run_sync(lambda sync: metadata.create_all(sync, tables=[shops, shop_config]))
+
+
 #: (version, step): each step takes the schema from version - 1 to version.
-MIGRATIONS: tuple[tuple[int, Callable[[AsyncConnection], Awaitable[None]]], ...] = ((1, _v1),)
+MIGRATIONS: tuple[tuple[int, Callable[[AsyncConnection], Awaitable[None]]], ...] = (
+    (1, _v1),
+    (2, _v2),
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

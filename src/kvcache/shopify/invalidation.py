@@ -4,7 +4,8 @@
                                     was cached under (the id -> e-mails index: a
                                     delete carries no e-mail, an update may change it)
     shop/update                     the shop's cached configuration
-    app/uninstalled                 everything cached for the shop, every page
+    app/uninstalled                 the shop marked uninstalled, its stored token
+                                    deleted; then everything cached for it, every page
     customers/data_request          recorded in the app database
     customers/redact, shop/redact   the customer's or shop's cached data, and their
                                     rows in the delivery log
@@ -121,6 +122,9 @@ async def shop_updated(delivery: Delivery, ctx: HandlerContext) -> dict[str, int
 
 
 async def app_uninstalled(delivery: Delivery, ctx: HandlerContext) -> dict[str, int]:
+    # Uninstalled first, so no look-up for the shop starts (and caches) after the purge.
+    if ctx.shops is not None:
+        await ctx.shops.uninstall(delivery.shop)
     return {"invalidated": await purge_shop(ctx.cache, delivery.shop)}
 
 
