@@ -8,11 +8,19 @@ server fixture such as `redis_url`, ...).
 
 `SYNC_BACKENDS` are the same stores opened through `kvcache.sync` and driven from
 worker threads (tests/sync_adapter.py); the conformance suite runs over both lists.
+
+`REMOTE_BACKENDS` are stores on a server that keeps Workers KV's own rules: the
+`cloudflare://` backend against the Miniflare test Worker (tests/miniflare.py).
+Only the conformance suite runs there. Rules such a store cannot keep are skipped
+by the store's capabilities (`atomic`, `consistent`, `separate_namespaces`,
+`relaxable`; see `require`), never by backend name. Its `clock` moves the
+server's clock too, so the expiry tests run there as well.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import time
 import uuid
@@ -31,6 +39,7 @@ from sync_adapter import AwaitableSyncStore
 __all__ = [
     "BACKENDS",
     "GENEROUS_DEADLINES",
+    "REMOTE_BACKENDS",
     "SHARED_BACKENDS",
     "SYNC_BACKENDS",
     "Backend",
@@ -40,6 +49,7 @@ __all__ = [
     "fresh_key",
     "fresh_namespace",
     "kv_error",
+    "require",
     "require_atomic",
 ]
 
@@ -52,12 +62,15 @@ class Backend:
     state outside the process. `shared` says whether two stores opened on that URL
     see the same data (false for memory://, where each store is its own dict).
     `sync` opens the store with `kvcache.sync.open_kv` behind an awaitable adapter.
+    `clock(request)` makes the test's clock (a plain FakeClock unless the server's
+    time has to move with it).
     """
 
     id: str
     url: Callable[[pytest.FixtureRequest], str]
     shared: bool = True
     sync: bool = False
+    clock: Callable[[pytest.FixtureRequest], FakeClock] = lambda request: FakeClock()
 
 
 def _memory_url(request: pytest.FixtureRequest) -> str:
@@ -80,11 +93,42 @@ def _redis_url(request: pytest.FixtureRequest) -> str:
     return f"{url}?{GENEROUS_DEADLINES}"
 
 
+def _moves_time(request: pytest.FixtureRequest) -> bool:
+    """Whether the test itself takes `clock` (so it may move time or compare expiries)."""
+    return "clock" in inspect.signature(request.function).parameters
+
+
+def _cloudflare_url(request: pytest.FixtureRequest) -> str:
+    from miniflare import MiniflareRest, conformance_namespace
+
+    server: MiniflareRest = request.getfixturevalue("miniflare_rest")
+    request.getfixturevalue("monkeypatch").setenv("CLOUDFLARE_API_TOKEN", server.write_token)
+    timed = _moves_time(request)
+    namespace = conformance_namespace(timed=timed)
+    server.reset(namespace, timed=timed)
+    return server.url(namespace)
+
+
+def _cloudflare_clock(request: pytest.FixtureRequest) -> FakeClock:
+    from miniflare import MiniflareRest, ServerClock, conformance_namespace
+
+    if not _moves_time(request):
+        return FakeClock()
+    server: MiniflareRest = request.getfixturevalue("miniflare_rest")
+    namespace = conformance_namespace(timed=True)
+    return ServerClock(lambda now: server.set_time(namespace, now))
+
+
 #: Every backend the shared suites run against; ids become the pytest ids.
 BACKENDS: list[Backend] = [
     Backend("memory", _memory_url, shared=False),
     Backend("sqlite", _sqlite_url),
     Backend("redis", _redis_url),
+]
+
+#: Workers KV itself (over REST, served by workerd in Miniflare): the conformance suite only.
+REMOTE_BACKENDS: list[Backend] = [
+    Backend("cloudflare", _cloudflare_url, clock=_cloudflare_clock),
 ]
 
 #: The backends whose stores on one URL share data across processes (multi-process tests).
@@ -192,8 +236,21 @@ class SyncStoreFactory:
 
 def require_atomic(kv: KVStore) -> None:
     """Skip the calling test on stores without atomic put_if_absent/delete_if_equals."""
-    if not kv.atomic:
-        pytest.skip(f"{type(kv).__name__} is not atomic")
+    require(kv, "atomic")
+
+
+_WHY = {
+    "atomic": "has no atomic put_if_absent/delete_if_equals",
+    "consistent": "is eventually consistent (another client may read an old value)",
+    "separate_namespaces": "takes its namespace from the URL, not from namespace=",
+    "relaxable": "keeps Workers KV's limits on its server (Limits.relaxed() cannot apply)",
+}
+
+
+def require(kv: KVStore, capability: str) -> None:
+    """Skip the calling test on stores whose class lacks `capability`."""
+    if not getattr(kv, capability):
+        pytest.skip(f"{type(kv).__name__} {_WHY[capability]}")
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from backends import (
     SyncStoreFactory,
 )
 from kvcache import KVStore
+from miniflare import miniflare_rest  # noqa: F401
 from postgres_server import postgres_url  # noqa: F401
 from redis_server import durable_redis, redis_cluster_url, redis_server, redis_url  # noqa: F401
 

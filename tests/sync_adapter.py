@@ -47,6 +47,18 @@ class AwaitableSyncStore:
     def atomic(self) -> bool:
         return self.sync.atomic
 
+    @property
+    def consistent(self) -> bool:
+        return self.sync.consistent
+
+    @property
+    def separate_namespaces(self) -> bool:
+        return self.sync.separate_namespaces
+
+    @property
+    def relaxable(self) -> bool:
+        return self.sync.relaxable
+
     async def get(self, key: str, type: str = "text", *, cache_ttl: int | None = None) -> Any:
         return await asyncio.to_thread(self.sync.get, key, type, cache_ttl=cache_ttl)
 

@@ -200,10 +200,10 @@ def test_namespace_id_is_the_namespace(project: Path) -> None:
     assert invoke("kv", "key", "put", "k", "v", "--namespace-id", "abc", "--local").exit_code == 0
 
 
-def test_remote_is_a_clear_error(project: Path) -> None:
+def test_remote_without_a_namespace_is_a_clear_error(project: Path) -> None:
     result = invoke("kv", "key", "put", "k", "v", "--remote")
     assert result.exit_code == 1
-    assert_one_error_line(result, "--remote: kvcache has no Cloudflare backend yet")
+    assert_one_error_line(result, "--remote needs --binding NAME")
     both = invoke("kv", "key", "get", "k", "--remote", "--local")
     assert both.exit_code == 2
     assert "--local and --remote exclude each other" in both.stderr

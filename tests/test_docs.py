@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from miniflare import NAMESPACES, MiniflareRest
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUNNER = Path(__file__).resolve().parent / "docs_runner.py"
@@ -49,9 +51,18 @@ def make_files(directory: Path) -> None:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES])
-def test_every_code_block_runs_as_shown(page: Path, tmp_path: Path, redis_url: str) -> None:
+def test_every_code_block_runs_as_shown(
+    page: Path, tmp_path: Path, redis_url: str, request: pytest.FixtureRequest
+) -> None:
     make_files(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KVCACHE_")}
+    if "cloudflare://" in page.read_text():  # Cloudflare's API is the Miniflare test Worker
+        server: MiniflareRest = request.getfixturevalue("miniflare_rest")
+        for namespace in NAMESPACES[-2:]:
+            server.reset(namespace)
+        env["CLOUDFLARE_ACCOUNT_ID"] = server.account
+        env["CLOUDFLARE_API_TOKEN"] = server.write_token
+        env["CLOUDFLARE_API_BASE_URL"] = server.api_url
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env["PYTHONPATH"] = str(ROOT / "tests")
     done = subprocess.run(

@@ -58,12 +58,23 @@ async def test_json_type_with_a_non_json_value_fails_whole_call(kv: KVStore) -> 
     assert await kv.get_many([good, bad]) == {good: "1", bad: "not json"}
 
 
-@pytest.mark.parametrize("type", ["bytes", "arrayBuffer", "stream", "JSON"])
+@pytest.mark.parametrize("type", ["arrayBuffer", "stream", "JSON", "BYTES"])
 async def test_only_text_and_json_types(kv: KVStore, type: str) -> None:
     with bulk_error(400, f'"{type}" is not a valid type. Use "json" or "text"'):
         await kv.get_many([fresh_key()], type)
     with bulk_error(400, f'"{type}" is not a valid type. Use "json" or "text"'):
         await kv.get_many_with_metadata([fresh_key()], type)
+
+
+async def test_bytes_type_keeps_every_byte(kv: KVStore) -> None:
+    a, b, c = fresh_key("a"), fresh_key("b"), fresh_key("c")
+    await kv.put(a, b"\x00\xff\xfe raw", metadata={"m": 1})
+    await kv.put(b, "é")
+    got = await kv.get_many([a, b, c], "bytes")
+    assert got == {a: b"\x00\xff\xfe raw", b: "é".encode(), c: None}
+    assert list(got) == [a, b, c]
+    with_meta = await kv.get_many_with_metadata([a, c], "bytes")
+    assert with_meta == {a: KVEntry(b"\x00\xff\xfe raw", {"m": 1}), c: None}
 
 
 async def test_one_to_a_hundred_keys(kv: KVStore) -> None:
@@ -87,8 +98,8 @@ async def test_no_keys(kv: KVStore) -> None:
 
 
 async def test_type_checked_before_count(kv: KVStore) -> None:
-    with bulk_error(400, '"bytes" is not a valid type. Use "json" or "text"'):
-        await kv.get_many([], "bytes")
+    with bulk_error(400, '"stream" is not a valid type. Use "json" or "text"'):
+        await kv.get_many([], "stream")
 
 
 @pytest.mark.parametrize(

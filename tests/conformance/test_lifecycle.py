@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 import kvcache
-from backends import FakeClock, StoreFactory, fresh_key, fresh_namespace, kv_error
+from backends import FakeClock, StoreFactory, fresh_key, fresh_namespace, kv_error, require
 from kvcache import KVBackendError, KVConfigError, KVStore, Limits
 
 
@@ -90,6 +90,7 @@ async def test_bad_namespace(store_url: str, namespace: object) -> None:
 
 async def test_namespaces_are_isolated(make_store: StoreFactory) -> None:
     first = await make_store(namespace="app")
+    require(first, "separate_namespaces")
     second = await make_store(namespace="app:other")
     third = await make_store(namespace="app:")
     await first.put("other:k", "first")
@@ -116,6 +117,7 @@ async def test_stores_on_one_url_share_a_namespace(make_store: StoreFactory) -> 
     first = await make_store(namespace="same")
     second = await make_store(namespace="same")
     await first.put("k", "v", metadata=[1])
+    require(first, "consistent")  # the second store reads right after the first wrote
     if not make_store.shared:  # each store on this URL is private
         assert await second.get("k") is None
         assert (await second.list()).keys == []
@@ -132,6 +134,7 @@ async def test_default_limits_are_cloudflare(kv: KVStore) -> None:
 async def test_relaxed_limits_lift_minimums_and_sizes(
     make_store: StoreFactory, clock: FakeClock
 ) -> None:
+    require(await make_store(), "relaxable")
     kv = await make_store(limits=Limits.relaxed())
     assert kv.limits == Limits.relaxed()
     # The short TTLs first: Redis expires them in real time too, and moving 25 MiB on a
@@ -151,6 +154,7 @@ async def test_relaxed_limits_lift_minimums_and_sizes(
 
 
 async def test_relaxed_limits_keep_the_rules(make_store: StoreFactory, clock: FakeClock) -> None:
+    require(await make_store(), "relaxable")
     kv = await make_store(limits=Limits.relaxed())
     with kv_error(
         "KV PUT failed: 400 Invalid expiration_ttl of 0. Please specify integer greater than 0.",
@@ -191,3 +195,11 @@ async def test_relaxed_limits_keep_the_rules(make_store: StoreFactory, clock: Fa
 async def test_repr_names_the_namespace(kv: KVStore) -> None:
     assert kv.namespace in repr(kv)
     assert kv.backend != "abstract"
+
+
+async def test_a_store_that_cannot_relax_refuses_relaxed_limits(make_store: StoreFactory) -> None:
+    kv = await make_store()
+    if kv.relaxable:
+        pytest.skip(f"{type(kv).__name__} applies Limits.relaxed()")
+    with pytest.raises(KVConfigError, match="min_expiration_ttl"):
+        await make_store(limits=Limits.relaxed())

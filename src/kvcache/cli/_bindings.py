@@ -32,6 +32,7 @@ __all__ = [
     "KVCACHE_TOML",
     "WRANGLER_FILES",
     "Binding",
+    "wrangler_file",
     "find_binding",
     "read_kvcache_toml",
     "strip_jsonc",
@@ -208,7 +209,8 @@ def _from_kvcache_toml(
     return Binding(_pick(name, ids, preview, writes, where), fields["store"], where)
 
 
-def _wrangler_file(config: str | None, directory: str) -> str | None:
+def wrangler_file(config: str | None, directory: str) -> str | None:
+    """`config` if given (it must exist), else the first wrangler config in `directory`."""
     if config is not None:
         if not os.path.isfile(config):
             raise KVConfigError(f"--config {config}: no such file")
@@ -262,7 +264,7 @@ def find_binding(
         binding = _from_kvcache_toml(name, found, preview, writes)
         if binding is not None:
             return binding
-    wrangler = _wrangler_file(config, directory)
+    wrangler = wrangler_file(config, directory)
     if wrangler is not None:
         binding = _from_wrangler(name, wrangler, env, preview, writes)
         if binding is not None:

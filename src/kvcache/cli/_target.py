@@ -21,6 +21,7 @@ from ..kv._url import default_url, redact_url, sqlite_path
 from ..kv.registry import BACKENDS
 from ._bindings import Binding, find_binding, read_kvcache_toml, toml_store
 from ._errors import fail, set_debug
+from ._remote import remote_url
 
 __all__ = ["Choices", "Target", "pass_choices", "shown_url", "target_options"]
 
@@ -119,13 +120,10 @@ class Choices:
         """
         if self.local and self.remote:
             raise click.UsageError("--local and --remote exclude each other")
-        if self.remote:
-            raise fail(
-                "--remote: kvcache has no Cloudflare backend yet, so it cannot reach a remote "
-                "namespace; leave out --remote to use a local store (--store URL)"
-            )
         if self.binding is not None and self.namespace is not None:
             raise click.UsageError("--binding and --namespace-id (--namespace) exclude each other")
+        if self.remote:
+            return self._remote(writes)
         binding = None
         if self.binding is not None:
             binding = find_binding(
@@ -147,6 +145,22 @@ class Choices:
             except ValueError as exc:  # KVConfigError: a sqlite URL with a host, no file
                 raise fail(f"{target.where}: {exc}") from exc
         return target
+
+    def _remote(self, writes: bool) -> Target:
+        if self.store is not None:
+            raise click.UsageError("--store and --remote exclude each other")
+        try:
+            url, namespace, source = remote_url(
+                namespace_id=self.namespace,
+                binding=self.binding,
+                preview=self.preview,
+                env=self.env,
+                config=self.config,
+                writes=writes,
+            )
+        except ValueError as exc:  # KVConfigError from the wrangler config
+            raise fail(str(exc)) from exc
+        return Target(url, namespace, source)
 
 
 pass_choices = click.make_pass_decorator(Choices, ensure=True)
@@ -223,7 +237,7 @@ _OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
             "is_flag": True,
             "default": None,
             "callback": _record("remote"),
-            "help": "Cloudflare (not available yet).",
+            "help": "The namespace on Cloudflare (CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN).",
         },
     ),
     (

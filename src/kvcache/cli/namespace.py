@@ -30,6 +30,12 @@ def namespace() -> None:
 @pass_choices
 def list_command(choices: Choices) -> None:
     """Print the store's namespaces as a JSON array of {"id", "title"}."""
+    if choices.remote:
+        raise fail(
+            "kv namespace list --remote: kvcache does not list a Cloudflare account's "
+            "namespaces (yet); `wrangler kv namespace list` does, and --namespace-id ID "
+            "--remote reaches any of them"
+        )
     target = choices.resolve(writes=False, creates=False)
     try:
         names = asyncio.run(list_namespaces(target.url))

@@ -8,7 +8,9 @@ records, and anything JSON cannot hold is a `TypeError` naming what it was.
 msgspec's decoder reads the compact JSON that kvcache writes in about half the
 time of the standard library's C scanner, and keeps big integers exact. Anything
 it refuses (NaN, Infinity, a lone surrogate) goes to the standard library, so
-what parses and how is exactly `json.loads`.
+what parses and how is exactly `json.loads`. msgspec is optional: without it
+(inside Pyodide, in a Python Worker, where no C extension may be required) the
+standard library reads everything, with the same results.
 
 Both C coders recurse once per nesting level against the thread's recursion
 limit, so how deep a document they manage depends on how deep the caller's
@@ -26,13 +28,18 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import msgspec
-
 __all__ = ["dumps", "dumps_readable", "encoder", "loads"]
 
 T = TypeVar("T")
 
-_decode = msgspec.json.Decoder().decode
+try:
+    import msgspec
+except ImportError:  # pragma: no cover - exercised inside Pyodide (tests/cloudflare)
+    _decode: Callable[[str | bytes], Any] | None = None
+    _DECODE_ERRORS: tuple[type[Exception], ...] = ()
+else:
+    _decode = msgspec.json.Decoder().decode
+    _DECODE_ERRORS = (msgspec.DecodeError, UnicodeEncodeError)
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _TOO_DEEP = "it is nested too deeply"
@@ -108,9 +115,11 @@ def dumps_readable(value: Any, what: str) -> str:
 
 
 def _loads_here(data: str | bytes) -> Any:
+    if _decode is None:
+        return json.loads(data)
     try:
         return _decode(data)
-    except (msgspec.DecodeError, UnicodeEncodeError):
+    except _DECODE_ERRORS:
         return json.loads(data)
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "LIST_LIMIT_MAX",
     "check_cache_ttl",
     "expiry",
+    "expiry_and_ttl",
     "list_limit",
     "to_int32",
 ]
@@ -92,6 +93,13 @@ def expiry(
     expiration: object, expiration_ttl: object, now: float, limits: Limits, op: str = "PUT"
 ) -> int | None:
     """Absolute expiry in epoch seconds, or None; expiration_ttl wins over expiration."""
+    return expiry_and_ttl(expiration, expiration_ttl, now, limits, op)[0]
+
+
+def expiry_and_ttl(
+    expiration: object, expiration_ttl: object, now: float, limits: Limits, op: str = "PUT"
+) -> tuple[int | None, int | None]:
+    """`expiry`, and the TTL in seconds when one was given (it wins over expiration)."""
     whole_now = math.floor(now)
     if expiration_ttl is not None:
         ttl = to_int32(expiration_ttl, "expiration_ttl")
@@ -108,7 +116,7 @@ def expiry(
                 status=400,
                 op=op,
             )
-        return whole_now + ttl
+        return whole_now + ttl, ttl
     if expiration is not None:
         at = to_int32(expiration, "expiration")
         if at <= whole_now:
@@ -125,8 +133,8 @@ def expiry(
                 status=400,
                 op=op,
             )
-        return at
-    return None
+        return at, None
+    return None, None
 
 
 def list_limit(limit: object) -> int:

@@ -11,6 +11,9 @@ guarantee:
 - where `atomic` is True, `_put_if_absent` and `_delete_if_equals` are atomic
   across every process and machine that shares the store;
 - driver failures surface as `KVBackendError` carrying the cause.
+
+Stores whose server keeps its own cursors or reads bulk values by type (Workers
+KV over REST or its binding) override the `_list_page` and `_read_values` / `_read_entries` hooks.
 """
 
 from __future__ import annotations
@@ -43,6 +46,15 @@ class KVStore(ABC):
     backend: ClassVar[str] = "abstract"
     #: True when put_if_absent / delete_if_equals are atomic across processes.
     atomic: ClassVar[bool] = False
+    #: True when a write is visible at once to every other store on the same URL;
+    #: Workers KV may serve the old value elsewhere for 60 s (eventual consistency).
+    consistent: ClassVar[bool] = True
+    #: True when `namespace=` selects its own keyspace on one URL; False where the
+    #: URL itself names the namespace (cloudflare://) and the argument is ignored.
+    separate_namespaces: ClassVar[bool] = True
+    #: True when `Limits.relaxed()` can apply; False where a server enforces
+    #: Workers KV's own limits whatever the client allows.
+    relaxable: ClassVar[bool] = True
 
     def __init__(
         self, *, namespace: str = "default", limits: Limits | None = None, clock: Clock = time.time
@@ -89,11 +101,15 @@ class KVStore(ABC):
     async def get_many(
         self, keys: Iterable[str], type: str = "text", *, cache_ttl: int | None = None
     ) -> dict[str, Any]:
-        """Up to 100 keys (any iterable) in one call; each maps to its value or None."""
+        """Up to 100 keys (any iterable) in one call; each maps to its value or None.
+
+        `type` is "text", "json" or "bytes" (the binding's bulk read has no bytes;
+        kvcache's has, and over Cloudflare's REST API it costs one read per key).
+        """
         unique = v.check_bulk_get(keys, type, self.limits)
         if cache_ttl is not None:
             v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
-        return self._bulk_values(await self._get_values(unique), type, unique)
+        return self._bulk_values(await self._read_values(unique, type), type, unique)
 
     async def get_many_with_metadata(
         self, keys: Iterable[str], type: str = "text", *, cache_ttl: int | None = None
@@ -102,7 +118,7 @@ class KVStore(ABC):
         unique = v.check_bulk_get(keys, type, self.limits)
         if cache_ttl is not None:
             v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
-        found = await self._get_entries(unique)
+        found = await self._read_entries(unique, type)
         values = self._bulk_values({key: raw for key, (raw, _) in found.items()}, type, unique)
         meta = v.decode_metadata
         return {
@@ -118,6 +134,8 @@ class KVStore(ABC):
         """
         v.check_bulk_size(sum(map(len, found.values())))
         get = found.get
+        if type == "bytes":
+            return {key: get(key) for key in keys}
         if type == "text":
             return {
                 key: None if (raw := get(key)) is None else raw.decode("utf-8", "replace")
@@ -138,11 +156,23 @@ class KVStore(ABC):
         """One page of keys in UTF-8 byte order; follow `cursor` until `list_complete`."""
         prefix = v.check_prefix(prefix, self.limits)
         count = v.list_limit(limit)
+        return await self._list_page(prefix, count, cursor)
+
+    async def _list_page(self, prefix: str, limit: int, cursor: str | None) -> ListPage:
+        """A page from `_list`, with kvcache's own cursor (base64 of the last key)."""
         start_after = v.decode_cursor(cursor)
-        keys, more = await self._list(prefix, start_after, count)
+        keys, more = await self._list(prefix, start_after, limit)
         if more and keys:
             return ListPage(keys, False, v.encode_cursor(keys[-1].name))
         return ListPage(keys, True, None)
+
+    async def _read_values(self, keys: _StrList, type: str) -> dict[str, bytes]:
+        """`_get_values`; a store whose bulk read depends on the type overrides it."""
+        return await self._get_values(keys)
+
+    async def _read_entries(self, keys: _StrList, type: str) -> dict[str, tuple[bytes, str | None]]:
+        """`_get_entries`; a store whose bulk read depends on the type overrides it."""
+        return await self._get_entries(keys)
 
     # -- writes ------------------------------------------------------------
 
@@ -169,11 +199,11 @@ class KVStore(ABC):
         """Validate in Workers KV's order: key, expiry, metadata size, value size."""
         v.check_key(key, "PUT", self.limits)
         if expiration is None and expiration_ttl is None:
-            expires = None
+            expires = ttl = None
         else:
-            expires = v.expiry(expiration, expiration_ttl, self.clock(), self.limits)
+            expires, ttl = v.expiry_and_ttl(expiration, expiration_ttl, self.clock(), self.limits)
         meta = v.metadata_json(metadata, self.limits)
-        return Record(key, v.value_bytes(value, self.limits), expires, meta)
+        return Record(key, v.value_bytes(value, self.limits), expires, meta, ttl)
 
     async def delete(self, key: str) -> None:
         """Remove the key; an absent key is not an error."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import shown
+from .errors import KVConfigError, shown
 
-__all__ = ["Limits"]
+__all__ = ["Limits", "check_server_limits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,19 @@ class Limits:
         """Exactly Workers KV's limits: code that passes here passes on Cloudflare."""
         return cls()
 
+    def looser_than_cloudflare(self) -> list[str]:
+        """The fields that allow more than Workers KV does (a server would refuse those)."""
+        strict = Limits.cloudflare()
+        return [
+            name
+            for name in ("max_key_bytes", "max_value_bytes", "max_metadata_bytes")
+            if getattr(self, name) > getattr(strict, name)
+        ] + [
+            name
+            for name in ("min_expiration_ttl", "min_cache_ttl")
+            if getattr(self, name) < getattr(strict, name)
+        ]
+
     @classmethod
     def relaxed(cls) -> Limits:
         """Lifted minimums and sizes, for local stores that need short TTLs or big values."""
@@ -45,4 +58,14 @@ class Limits:
             max_metadata_bytes=1 << 20,
             min_expiration_ttl=1,
             min_cache_ttl=0,
+        )
+
+
+def check_server_limits(limits: Limits, store: str) -> None:
+    """Refuse limits looser than Workers KV's where its server enforces its own."""
+    looser = limits.looser_than_cloudflare()
+    if looser:
+        raise KVConfigError(
+            f"{store} enforces Workers KV's own limits on the server, so limits looser "
+            f"than Limits.cloudflare() cannot apply ({', '.join(looser)})"
         )

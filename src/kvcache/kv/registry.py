@@ -24,9 +24,10 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "redis+cluster": ("kvcache.kv.redis", "from_url"),
     "rediss+cluster": ("kvcache.kv.redis", "from_url"),
     "unix": ("kvcache.kv.redis", "from_url"),
+    "cloudflare": ("kvcache.kv.cloudflare", "from_url"),
 }
 
-_EXTRAS = {"kvcache.kv.redis": "redis"}
+_EXTRAS = {"kvcache.kv.redis": "redis", "kvcache.kv.cloudflare": "cloudflare"}
 
 
 async def _open(
@@ -99,6 +100,8 @@ def open_kv(
     """Open a store by URL; no URL (and no KVCACHE_STORE) means ./.kvcache/kv.sqlite3.
 
     URLs: memory://, sqlite:///relative.db, sqlite:////absolute.db, redis://host:port/db,
-    rediss://..., redis+cluster://host:port. Extra keyword options go to the backend.
+    rediss://..., redis+cluster://host:port, cloudflare://ACCOUNT_ID/NAMESPACE_ID (Workers
+    KV over its REST API; the URL names the namespace, so `namespace` is not used).
+    Extra keyword options go to the backend.
     """
     return OpenKV(url, namespace, limits, clock, options)

@@ -45,6 +45,8 @@ _GET = "SELECT value, expiration FROM kv WHERE namespace = ? AND key = ?"
 _GET_ENTRY = "SELECT value, expiration, metadata FROM kv WHERE namespace = ? AND key = ?"
 # Keys are bound one parameter each (at most 100): SQLite's JSON functions cut text at U+0000.
 _GET_MANY = "SELECT key, value, expiration, metadata FROM kv WHERE namespace = ? AND key IN ({})"
+#: The Record fields a row holds (key, value, expiration, metadata; not the caller's ttl).
+_STORED = 4
 _PUT = (
     "INSERT OR REPLACE INTO kv (namespace, key, value, expiration, metadata) VALUES (?, ?, ?, ?, ?)"
 )
@@ -262,7 +264,7 @@ class SQLiteStore(KVStore):
         await self._run(op)
 
     async def _put(self, record: Record) -> None:
-        params = (self.namespace, *record)
+        params = (self.namespace, *record[:_STORED])
         try:  # _run inlined, as in _get_value
             with self._lock:
                 self._cursor.execute(_PUT, params)
@@ -272,7 +274,7 @@ class SQLiteStore(KVStore):
 
     async def _put_many(self, records: list[Record]) -> None:
         namespace = self.namespace
-        await self._execute_many(_PUT, [(namespace, *record) for record in records])
+        await self._execute_many(_PUT, [(namespace, *record[:_STORED]) for record in records])
         self._wrote(len(records))
 
     async def _delete(self, key: str) -> None:
@@ -283,7 +285,9 @@ class SQLiteStore(KVStore):
         await self._execute_many(_DELETE, [(namespace, key) for key in keys])
 
     async def _put_if_absent(self, record: Record) -> bool:
-        changed = await self._execute(_PUT_IF_ABSENT, (self.namespace, *record, self.clock()))
+        changed = await self._execute(
+            _PUT_IF_ABSENT, (self.namespace, *record[:_STORED], self.clock())
+        )
         self._wrote()
         return changed == 1
 

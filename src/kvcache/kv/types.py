@@ -9,12 +9,18 @@ __all__ = ["KVEntry", "KeyInfo", "ListPage", "Record"]
 
 
 class Record(NamedTuple):
-    """One validated write: the bytes to store, absolute expiry (epoch s) and metadata JSON."""
+    """One validated write: the bytes to store, absolute expiry (epoch s) and metadata JSON.
+
+    `ttl` is the expiration_ttl the caller gave (None for an absolute expiry or none):
+    a store that expires keys on its own server's clock sends it as given, since an
+    absolute time made on this machine's clock can fall a second short there.
+    """
 
     key: str
     value: bytes
     expiration: int | None
     metadata: str | None
+    ttl: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from ._numbers import (
     LIST_LIMIT_MAX,
     check_cache_ttl,
     expiry,
+    expiry_and_ttl,
     list_limit,
     to_int32,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "encode_cursor",
     "entry_record",
     "expiry",
+    "expiry_and_ttl",
     "json_kind",
     "list_limit",
     "metadata_json",
@@ -68,10 +70,12 @@ def check_server_key(key: object, op: str, limits: Limits) -> str:
 
 
 def check_type(type: object, *, bulk: bool = False) -> None:
+    """Value types; bulk reads take "text" and "json" as Workers KV does, and kvcache's
+    "bytes" (raw values; over Cloudflare's REST API that means single reads)."""
     if not isinstance(type, str):
         raise TypeError(f'type must be "text", "json" or "bytes", not {type.__class__.__name__}')
     if bulk:
-        if type not in ("text", "json"):
+        if type not in ("text", "json", "bytes"):
             raise KVValidationError(
                 f'"{type}" is not a valid type. Use "json" or "text"', status=400, op="GET_BULK"
             )
@@ -289,9 +293,9 @@ def entry_record(entry: object, now: float, limits: Limits) -> Record:
             value = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise KVValidationError("Value is not valid base64.", status=400, op="PUT") from None
-    expires = expiry(entry.get("expiration"), entry.get("expiration_ttl"), now, limits)
+    expires, ttl = expiry_and_ttl(entry.get("expiration"), entry.get("expiration_ttl"), now, limits)
     meta = metadata_json(entry.get("metadata"), limits)
-    return Record(key, value_bytes(value, limits), expires, meta)
+    return Record(key, value_bytes(value, limits), expires, meta, ttl)
 
 
 def _too_many(count: int, exact: bool, most: int, what: str, op: str) -> KVValidationError:

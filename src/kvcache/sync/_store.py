@@ -76,6 +76,21 @@ class KVStore:
         return self._store.atomic
 
     @property
+    def consistent(self) -> bool:
+        """True when a write is visible at once to every other store on the same URL."""
+        return self._store.consistent
+
+    @property
+    def separate_namespaces(self) -> bool:
+        """True when `namespace=` selects its own keyspace on one URL."""
+        return self._store.separate_namespaces
+
+    @property
+    def relaxable(self) -> bool:
+        """True when `Limits.relaxed()` can apply (no server enforces Workers KV's limits)."""
+        return self._store.relaxable
+
+    @property
     def closed(self) -> bool:
         return self._portal.closed
 
