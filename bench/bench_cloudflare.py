@@ -187,7 +187,7 @@ async def compare(api_url: str, token: str, rounds: int, gets: int) -> dict[str,
     }
 
     async def sdk_put() -> object:
-        return await sdk.kv.namespaces.bulk_update(NAMESPACE, account_id=ACCOUNT, body=PAIRS)  # type: ignore[arg-type]
+        return await sdk.kv.namespaces.bulk_update(NAMESPACE, account_id=ACCOUNT, body=PAIRS)  # type: ignore[arg-type, unused-ignore]
 
     async def sdk_get() -> object:
         return await sdk.kv.namespaces.bulk_get(NAMESPACE, account_id=ACCOUNT, keys=KEYS)
