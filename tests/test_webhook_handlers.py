@@ -16,6 +16,7 @@ import pytest
 
 import kvcache
 from kvcache import Cache, KVStore
+from kvcache.cache._fence import TOMBSTONE_METADATA
 from kvcache.shopify import keys
 from kvcache.shopify.db import open_database
 from kvcache.shopify.deliveries import DeliveryLog
@@ -48,10 +49,11 @@ async def cache(server: Server) -> AsyncIterator[Cache]:
 
 
 async def cached(kv: KVStore, prefix: str) -> list[str]:
+    """The keys under `prefix` that hold a cache entry (an invalidation's tombstone is none)."""
     names, cursor = [], None
     while True:
         page = await kv.list(prefix=prefix, cursor=cursor)
-        names += [info.name for info in page.keys]
+        names += [info.name for info in page.keys if info.metadata != TOMBSTONE_METADATA]
         if page.list_complete:
             return names
         cursor = page.cursor
