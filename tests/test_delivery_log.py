@@ -82,6 +82,21 @@ async def test_outcome_precedence_and_body(log: DeliveryLog) -> None:
     assert row.event_id == d.event_id and row.topic == "customers/update"
 
 
+@pytest.mark.parametrize("before", ["failed", "in_progress"])
+async def test_a_duplicate_settles_a_delivery_whose_processing_row_was_lost(
+    log: DeliveryLog, before: str
+) -> None:
+    # The attempt that completed the claim died before its row was written: the next
+    # copy answers duplicate, and the log must stop showing the delivery as unsettled.
+    d = delivery("w-2")
+    await log.record(d, before, error="RuntimeError: boom" if before == "failed" else None)
+    await log.record(d, "duplicate")
+    await log.record(d, "failed", error="a slow failure that lost the race")
+    await log.record(d, "in_progress")
+    [(row, body)] = await log.find("w-2")
+    assert (row.outcome, row.attempts, row.error, body) == ("duplicate", 4, None, None)
+
+
 async def test_pages_newest_first_with_filters(log: DeliveryLog, clock: FakeClock) -> None:
     for index in range(7):
         clock.advance(1)

@@ -1,9 +1,12 @@
 """The delivery log: one row per (shop, webhook id), upserted on every attempt.
 
-An attempt that only reports on the delivery (`duplicate`, `in_progress`) adds
-to `attempts` and leaves the outcome; a `failed` attempt never overwrites a
-delivery already processed (a slow failure racing a faster retry). The body is
-kept only while the delivery is failed, so `replay` can run it again.
+An `in_progress` attempt only reports on the delivery: it adds to `attempts`
+and leaves the outcome. A `duplicate` says the claim is completed: it leaves
+`processed` alone but replaces `failed` or `in_progress` (the attempt that
+completed the claim may have died before its row was written). A `failed`
+attempt never overwrites a settled delivery (a slow failure racing a faster
+retry). The body is kept only while the delivery is failed, so `replay` can
+run it again.
 
 Once `start()`ed, attempts are written by a background task in batches, one
 transaction per FLUSH_DELAY (a synchronous upsert per request cost several
@@ -32,8 +35,8 @@ from .webhooks import Delivery
 __all__ = ["OUTCOMES", "DeliveryLog", "DeliveryRow"]
 
 OUTCOMES = ("processed", "duplicate", "in_progress", "failed", "rejected", "ignored", "conflict")
-_REPORTS_ONLY = ("duplicate", "in_progress")
-_TERMINAL = ("processed", "conflict")
+#: Outcomes that say the delivery's claim is completed.
+_SETTLED = ("processed", "conflict", "duplicate")
 MAX_PAGE = 1000
 #: Seconds the writer waits to gather a batch; the most rows it keeps after a failure.
 FLUSH_DELAY = 0.05
@@ -155,8 +158,8 @@ class DeliveryLog:
         def one_of(column: Any, names: tuple[str, ...]) -> Any:
             return or_(*(column == literal_column(f"'{name}'") for name in names))
 
-        keep = one_of(new.outcome, _REPORTS_ONLY) | (
-            one_of(c.outcome, _TERMINAL) & one_of(new.outcome, ("failed",))
+        keep = one_of(new.outcome, ("in_progress",)) | (
+            one_of(c.outcome, _SETTLED) & one_of(new.outcome, ("failed", "duplicate"))
         )
         return stmt.on_conflict_do_update(
             index_elements=[c.shop, c.webhook_id],
