@@ -8,6 +8,7 @@ using it runs once per backend and every store it opened is closed afterwards.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ from backends import (
 )
 from kvcache import KVStore
 from miniflare import miniflare_rest  # noqa: F401
-from postgres_server import postgres_url  # noqa: F401
+from postgres_server import fresh_postgres_database, postgres_url  # noqa: F401
 from redis_server import durable_redis, redis_cluster_url, redis_server, redis_url  # noqa: F401
 
 
@@ -80,3 +81,12 @@ def make_sync_store(store_url: str, clock: FakeClock) -> Iterator[SyncStoreFacto
 def skv(make_sync_store: SyncStoreFactory) -> kvcache.sync.KVStore:
     """One sync store in a fresh namespace, on the fake clock."""
     return make_sync_store()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty app database: a SQLite file, then a fresh database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/app.db"
+    server_url: str = request.getfixturevalue("postgres_url")
+    return await fresh_postgres_database(server_url)

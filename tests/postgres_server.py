@@ -15,14 +15,17 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from redis_server import free_port
 
-__all__ = ["PostgresServer", "postgres_url"]
+__all__ = ["PostgresServer", "fresh_postgres_database", "postgres_url"]
 
 REQUIRE_ENV = "KVCACHE_REQUIRE_POSTGRES"
 INSTALL_HINT = "PostgreSQL not found: apt-get install postgresql"
@@ -115,3 +118,15 @@ def postgres_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+async def fresh_postgres_database(server_url: str) -> str:
+    """A new, empty database on the test PostgreSQL server; its URL."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"

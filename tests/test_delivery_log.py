@@ -9,42 +9,22 @@ run over PostgreSQL once.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from backends import FakeClock
 from kvcache import KVConfigError
 from kvcache.shopify.db import SCHEMA_VERSION, migrate, open_database
 from kvcache.shopify.deliveries import DeliveryLog
 from kvcache.shopify.webhooks import Delivery, parse_delivery
+from postgres_server import fresh_postgres_database
 from service import deliver, running, settings_for, signed_headers
 
 SHOP = "demo.myshopify.com"
-
-
-async def fresh_postgres_database(server_url: str) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/app.db"
-    server_url: str = request.getfixturevalue("postgres_url")
-    return await fresh_postgres_database(server_url)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from ..shopify import invalidation, keys
 from ..shopify.context import HandlerContext
 from ..shopify.db import migrate, open_database
 from ..shopify.deliveries import DeliveryLog
+from ..shopify.history import History
 from ..shopify.origins import Origins
 from ..shopify.processor import WebhookProcessor
 from ..shopify.shops import ShopRegistry
@@ -58,6 +59,7 @@ class Service:
     processor: WebhookProcessor
     webhooks: Webhooks
     origins: Origins
+    history: History
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> Service:
@@ -88,20 +90,26 @@ class Service:
         cache = Cache(cache_store, family=keys.family)
         log = DeliveryLog(engine, clock=clock)
         log.start()
+        history = History(engine, clock=clock)
+        history.start()
         admin_options = {"retries": settings.shopify_retries}
         origins = Origins(engine, cache, shops, admin_options=admin_options, clock=clock)
         context = HandlerContext(cache=cache, log=log, clock=clock, shops=shops)
         processor = WebhookProcessor(settings.api_secrets, webhooks, idempotency, context, log)
-        return cls(settings, cache_store, claim_store, cache, log, processor, webhooks, origins)
+        return cls(
+            settings, cache_store, claim_store, cache, log, processor, webhooks, origins, history
+        )
 
     async def prune(self) -> int:
-        """Drop delivery-log rows older than the retention."""
+        """Drop delivery-log rows older than the retention, and history older than 7 days."""
+        await self.history.prune()
         return await self.log.prune(self.settings.webhook_log_retention)
 
     async def close(self) -> None:
         await self.origins.aclose()
         await self.cache.close()
         await self.log.close()
+        await self.history.close()
         await self.cache_store.close()
         await self.claim_store.close()
         await self.log.engine.dispose()

@@ -40,6 +40,7 @@ __all__ = [
     "data_requests",
     "deliveries",
     "metadata",
+    "metric_minutes",
     "migrate",
     "open_database",
     "shop_config",
@@ -125,6 +126,19 @@ shop_config = Table(
 )
 
 
+#: Per-minute counters behind the dashboard's charts and the cost projection: every
+#: worker adds its growth, so a row is the sum over workers. `labels` is canonical JSON.
+metric_minutes = Table(
+    "metric_minutes",
+    metadata,
+    Column("minute", Integer, primary_key=True),
+    Column("series", String(64), primary_key=True),
+    Column("labels", String(512), primary_key=True),
+    Column("value", Float, nullable=False),
+    Index("ix_metric_minutes_series_minute", "series", "minute"),
+)
+
+
 async def _v1(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: metadata.create_all(sync, tables=[deliveries, data_requests]))
 
@@ -133,10 +147,15 @@ async def _v2(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda sync: metadata.create_all(sync, tables=[shops, shop_config]))
 
 
+async def _v3(conn: AsyncConnection) -> None:
+    await conn.run_sync(lambda sync: metadata.create_all(sync, tables=[metric_minutes]))
+
+
 #: (version, step): each step takes the schema from version - 1 to version.
 MIGRATIONS: tuple[tuple[int, Callable[[AsyncConnection], Awaitable[None]]], ...] = (
     (1, _v1),
     (2, _v2),
+    (3, _v3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
