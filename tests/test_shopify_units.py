@@ -195,3 +195,20 @@ def test_the_sync_cache_takes_the_family_function_too() -> None:
         cache = kvcache.sync.Cache(kv, family=keys.family)
         cache.set(keys.customer_id_key(SHOP, 7), {"id": 7})
         assert set(cache.stats().by_family) == {"customer:id"}
+
+
+def test_settings_repr_hides_secrets_and_passwords() -> None:
+    settings = Settings(
+        api_secrets=("old-secret", "new-secret"),
+        admin_token="admin-token",
+        secret_key="fernet-key",
+        store="redis://:store-password@127.0.0.1:6379/0",
+        database_url="postgresql+asyncpg://app:db-password@127.0.0.1/app",
+    )
+    text = repr(settings)
+    for secret in ("old-secret", "new-secret", "admin-token", "fernet-key", "password"):
+        assert secret not in text
+    assert "api_secrets='<2 hidden>'" in text and "admin_token='<hidden>'" in text
+    assert "redis://:***@127.0.0.1:6379/0" in text and "app:***@127.0.0.1" in text
+    assert "secret_key=None" in repr(Settings(api_secrets=("s",)))
+    assert Settings.from_json(settings.to_json()) == settings  # the JSON form keeps them

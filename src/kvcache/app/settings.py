@@ -25,11 +25,12 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import KVConfigError
+from ..kv._url import redact_url
 
 __all__ = ["ENV_JSON", "Settings", "SettingsError", "load_settings"]
 
@@ -57,7 +58,19 @@ class Settings:
     webhook_result_ttl: int = 86_400
     webhook_log_retention: int = 7 * 86_400
     shopify_retries: int = 5
-    secret_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = None
+
+    def __repr__(self) -> str:
+        """Every setting but the secrets: logs and tracebacks may show settings."""
+        shown = []
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if value is not None and item.name in _SECRETS:
+                value = f"<{len(value)} hidden>" if isinstance(value, tuple) else "<hidden>"
+            elif value is not None and item.name in ("store", "database_url"):
+                value = redact_url(value)
+            shown.append(f"{item.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     def __post_init__(self) -> None:
         if not self.api_secrets or not all(isinstance(s, str) and s for s in self.api_secrets):
@@ -103,6 +116,8 @@ _ENV = {
     "webhook_log_retention": "KVCACHE_WEBHOOK_LOG_RETENTION",
     "shopify_retries": "KVCACHE_SHOPIFY_RETRIES",
 }
+#: Fields a repr never shows.
+_SECRETS = ("api_secrets", "admin_token", "secret_key")
 _TOML = {name: name for name in _ENV} | {"api_secrets": "shopify_api_secret"}
 _LISTS = ("api_secrets", "handlers")
 _INTS = (
