@@ -35,6 +35,7 @@ from ._url import redact_url
 from .base import Clock, KVStore
 from .errors import KVBackendError
 from .limits import Limits
+from .meter import Meter
 from .types import KeyInfo, Record
 from .validation import decode_metadata
 
@@ -66,6 +67,9 @@ _DELETE = _Script(lua.DELETE)
 _DELETE_MANY = _Script(lua.DELETE_MANY)
 _DELETE_IF_EQUALS = _Script(lua.DELETE_IF_EQUALS)
 _LIST = _Script(lua.LIST)
+_STORED_BYTES = _Script(lua.STORED_BYTES)
+#: Index members one STORED_BYTES call looks at (each call is short; Redis serves others between).
+STORED_SCAN = 1000
 
 
 class RedisStore(KVStore):
@@ -90,8 +94,9 @@ class RedisStore(KVStore):
         clock: Clock = time.time,
         owns_client: bool = False,
         settings: Settings | None = None,
+        meter: Meter | None = None,
     ) -> None:
-        super().__init__(namespace=namespace, limits=limits, clock=clock)
+        super().__init__(namespace=namespace, limits=limits, clock=clock, meter=meter)
         self.url = redact_url(url)
         self._link = client if isinstance(client, Link) else ClientLink(client)
         self.settings = settings if settings is not None else Settings()
@@ -217,6 +222,17 @@ class RedisStore(KVStore):
                 return keys[:limit], True
             if exhausted:
                 return keys, False
+            low = b"(" + last
+
+    async def _stored_bytes(self) -> int | None:
+        """Walk the namespace's index STORED_SCAN members a call (the header is not counted)."""
+        total, low = 0, b"-"
+        while True:
+            args: list[Arg] = [self._keys.value_prefix, self.clock(), low, STORED_SCAN]
+            exhausted, last, size = await self._run(_STORED_BYTES, args)
+            total += int(size)
+            if exhausted:
+                return total
             low = b"(" + last
 
     # -- writes --------------------------------------------------------------
