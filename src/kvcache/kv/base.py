@@ -234,7 +234,7 @@ class KVStore(ABC):
         """Replace the key's value, expiry and metadata together."""
         await self._put(self._record(key, value, expiration, expiration_ttl, metadata))
         if self._tally is not None:
-            self._tally.writes((key,))
+            self._tally.write(key)
 
     def _record(
         self,
@@ -295,7 +295,7 @@ class KVStore(ABC):
         if self._tally is not None:
             self._tally.read(key)
             if wrote:
-                self._tally.writes((key,))
+                self._tally.write(key)
         return wrote
 
     async def delete_if_equals(self, key: str, value: str | bytes) -> bool:

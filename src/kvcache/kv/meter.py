@@ -20,11 +20,11 @@ spec/pricing.md):
 
 Counts sit per namespace, per minute, per key family (`family`, a function the
 caller passes; the kv layer knows nothing of key schemes). A key's family is
-remembered in a bounded memo. A read, the hot path, is one list append: reads
-are counted in batches of up to READ_BATCH that end at any other operation and
-at each drain, and a batch counts in the minute of its first read (so at a
-minute's turn a few reads may land in the minute before; the service drains
-every fraction of a second). `drain()` hands the counts out by (minute,
+remembered in a bounded memo. A read or a single put, the hot paths, is a list
+append (a put's with its time): they are counted in batches of up to READ_BATCH
+that end at any other operation and at each drain, and a batch counts in the
+minute it began (so at a minute's turn a few may land in the minute before; the
+service drains every fraction of a second). `drain()` hands the counts out by (minute,
 namespace, op, family) for the caller to store (the service writes them into
 the app database's history).
 
@@ -106,6 +106,8 @@ class Tally:
         "_pending",
         "_prune_at",
         "_reads",
+        "_written",
+        "_written_at",
         "namespace",
     )
 
@@ -120,6 +122,8 @@ class Tally:
         self._last_write: dict[str, float] = {}
         self._prune_at = PRUNE_AT
         self._pending: list[str] = []  # keys read since the batch's clock reading
+        self._written: list[str] = []  # keys `write` saw since the last settle, and when
+        self._written_at: list[float] = []
         self._minute = 0
         self._next = -1.0
 
@@ -131,9 +135,9 @@ class Tally:
     def _tick(self) -> float:
         """The clock; starts a new minute when it has passed the current one.
 
-        Pending reads are counted first, in the minute of their batch's first read.
+        Pending reads and writes are counted first, in the minute of their batch.
         """
-        if self._pending:
+        if self._pending or self._written:
             self._settle()
         now = self._clock()
         if now < self._next:
@@ -152,12 +156,32 @@ class Tally:
         self._prune_at = max(PRUNE_AT, 2 * len(self._last_write))
 
     def _settle(self) -> None:
-        """Count the pending reads (one batch, stamped with the clock at its first read)."""
-        pending, self._pending = self._pending, []
-        families, family_of, reads = self._families, self._family_of, self._reads
-        for key, n in Counter(pending).items():
+        """Count the pending reads and single writes, in the minute of their batch."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            families, family_of, reads = self._families, self._family_of, self._reads
+            for key, n in Counter(pending).items():
+                family = families.get(key) or family_of(key)
+                reads[family] = reads.get(family, 0) + n
+        if self._written:
+            keys, self._written = self._written, []
+            times, self._written_at = self._written_at, []
+            self._note_writes(keys, times)
+
+    def _note_writes(self, keys: Iterable[str], times: Iterable[float]) -> None:
+        """Count writes, and those less than WRITE_INTERVAL after the key's previous one."""
+        families, family_of, last_write = self._families, self._family_of, self._last_write
+        writes, rapid = self._ops["write"], self._ops["rapid_write"]
+        now = 0.0
+        for key, now in zip(keys, times, strict=True):
             family = families.get(key) or family_of(key)
-            reads[family] = reads.get(family, 0) + n
+            writes[family] = writes.get(family, 0) + 1
+            last = last_write.get(key)
+            last_write[key] = now
+            if last is not None and now - last < WRITE_INTERVAL:
+                rapid[family] = rapid.get(family, 0) + 1
+        if len(last_write) > self._prune_at:
+            self._prune(now)
 
     def _count(self, op: str, key: str) -> None:
         family = self._families.get(key) or self._family_of(key)
@@ -189,17 +213,21 @@ class Tally:
             counts = self._ops["list_key"]
             counts[family] = counts.get(family, 0) + returned
 
+    def write(self, key: str) -> None:
+        """One write of `key` (`put`'s path): noted with its time, counted a batch at a time."""
+        now = self._clock()
+        if now >= self._next:
+            self._tick()  # what is pending counts in the minute that ended
+        written = self._written
+        written.append(key)
+        self._written_at.append(now)
+        if len(written) >= READ_BATCH:
+            self._settle()
+
     def writes(self, keys: Iterable[str]) -> None:
         now = self._tick()
-        last_write = self._last_write
-        for key in keys:
-            self._count("write", key)
-            last = last_write.get(key)
-            last_write[key] = now
-            if last is not None and now - last < WRITE_INTERVAL:
-                self._count("rapid_write", key)
-        if len(last_write) > self._prune_at:
-            self._prune(now)
+        names = list(keys)
+        self._note_writes(names, [now] * len(names))
 
     def deletes(self, keys: Iterable[str]) -> None:
         self._tick()
@@ -210,7 +238,7 @@ class Tally:
 
     def drain(self) -> list[Bucket]:
         """Every count so far, by (minute, op, family); the tally starts empty."""
-        if self._pending:
+        if self._pending or self._written:
             self._settle()
         done, self._done = self._done, []
         done.append((self._minute, self._fresh()))
