@@ -110,6 +110,31 @@ async def test_wal_mode(db: Path) -> None:
         conn.close()
 
 
+async def test_reads_hold_no_snapshot_between_calls(db: Path) -> None:
+    # A read that kept its statement open would pin a WAL snapshot: another
+    # connection's TRUNCATE checkpoint would then report busy, and the WAL grow.
+    async with kvcache.open_kv(url_for(db)) as kv:
+        await kv.put_many([{"key": f"k{i}", "value": "v" * 100} for i in range(200)])
+        other = sqlite3.connect(db, isolation_level=None)
+        try:
+            for read in (
+                lambda: kv.get("k1"),
+                lambda: kv.get("missing"),
+                lambda: kv.get_with_metadata("k2"),
+                lambda: kv.get_many(["k3", "k4"]),
+                lambda: kv.list(limit=10),
+            ):
+                await read()
+                other.executemany(
+                    "INSERT OR REPLACE INTO kv (namespace, key, value) VALUES ('x', ?, ?)",
+                    [(f"w{i}", b"w" * 100) for i in range(200)],
+                )
+                busy = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                assert busy == 0, read
+        finally:
+            other.close()
+
+
 async def test_many_namespaces_in_one_file(db: Path) -> None:
     stores = [await kvcache.open_kv(url_for(db), namespace=f"ns{i}") for i in range(5)]
     try:

@@ -104,7 +104,9 @@ class KVStore(ABC):
 
     async def get(self, key: str, type: str = "text", *, cache_ttl: int | None = None) -> Any:
         """The value as str ("text"), parsed JSON ("json") or bytes; None if absent or expired."""
-        v.check_key(key, "GET", self.limits)
+        limits = self.limits
+        if not (key.__class__ is str and 2 < len(key) <= limits.max_key_bytes and key.isascii()):
+            v.check_key(key, "GET", limits)  # check_key's own fast case, inlined
         if type != "text":
             v.check_type(type)
         if cache_ttl is not None:

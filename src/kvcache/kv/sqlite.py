@@ -210,29 +210,31 @@ class SQLiteStore(KVStore):
     def _peek_value(self, key: str) -> bytes | None | NotReady:
         """`get`'s fast path: the point read with no coroutine of its own, on a kept cursor.
 
+        `fetchone()` is enough to end the statement: sqlite3 steps one row ahead and
+        resets a statement that has no more, so no read snapshot outlives the call
+        (a primary-key look-up has one row; tests/test_sqlite_store.py checks it).
         Any sqlite3 error (a lock, a failing disk) answers NOT_READY, so `_get_value`
         runs the read again and waits or raises as every other call does.
         """
+        lock = self._lock
+        lock.acquire()  # cheaper than `with` on this path
         try:
-            with self._lock:
-                found = self._cursor.execute(_GET, (self.namespace, key)).fetchall()
+            found = self._cursor.execute(_GET, (self.namespace, key)).fetchone()
         except sqlite3.Error:
             return NOT_READY
-        if not found:
+        finally:
+            lock.release()
+        if found is None:
             return None
         value: bytes
-        value, expires = found[0]
+        value, expires = found
         if expires is not None and expires <= self.clock():
             return None
         return value
 
     async def _get_value(self, key: str) -> bytes | None:
         params = (self.namespace, key)
-        try:  # _run inlined, on a kept cursor
-            with self._lock:
-                found = self._cursor.execute(_GET, params).fetchall()
-        except sqlite3.Error as exc:
-            found = await self._retry(exc, lambda conn: conn.execute(_GET, params).fetchall())
+        found = await self._run(lambda conn: conn.execute(_GET, params).fetchall())
         if not found:
             return None
         value: bytes
