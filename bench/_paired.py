@@ -61,13 +61,36 @@ async def _batch(op: Op, start: int, inner: int) -> float:
     return (time.perf_counter() - begin) / inner * 1e6
 
 
+async def _batch_sync(op: Callable[[int], object], start: int, inner: int) -> float:
+    """µs per call over `inner` plain calls (a synchronous peer, timed on the same loop)."""
+    begin = time.perf_counter()
+    for i in range(start, start + inner):
+        op(i)
+    return (time.perf_counter() - begin) / inner * 1e6
+
+
 async def paired(
-    a: Op, b: Op, *, rounds: int, samples: int, inner: int
+    a: Op,
+    b: Op | Callable[[int], object],
+    *,
+    rounds: int,
+    samples: int,
+    inner: int,
+    b_is_sync: bool = False,
 ) -> tuple[list[float], list[float], list[float]]:
-    """All of A's and B's batch times (µs per call) and each round's ratio A / B."""
-    for i in range(inner * 4):  # warm both up
-        await a(i)
-        await b(i)
+    """All of A's and B's batch times (µs per call) and each round's ratio A / B.
+
+    `b_is_sync`: B is a plain function (a synchronous peer such as raw sqlite3),
+    called, not awaited.
+    """
+
+    async def run_b(start: int, count: int) -> float:
+        if b_is_sync:
+            return await _batch_sync(b, start, count)
+        return await _batch(b, start, count)  # type: ignore[arg-type]
+
+    await _batch(a, 0, inner * 4)  # warm both up
+    await run_b(0, inner * 4)
     times_a: list[float] = []
     times_b: list[float] = []
     ratios: list[float] = []
@@ -79,11 +102,13 @@ async def paired(
             round_a: list[float] = []
             round_b: list[float] = []
             for sample in range(samples):
-                first, second = (a, b) if sample % 2 == 0 else (b, a)
-                t_first = await _batch(first, index, inner)
-                t_second = await _batch(second, index, inner)
+                if sample % 2 == 0:
+                    ta = await _batch(a, index, inner)
+                    tb = await run_b(index, inner)
+                else:
+                    tb = await run_b(index, inner)
+                    ta = await _batch(a, index, inner)
                 index += inner
-                ta, tb = (t_first, t_second) if first is a else (t_second, t_first)
                 round_a.append(ta)
                 round_b.append(tb)
             ratios.append(statistics.median(round_a) / statistics.median(round_b))

@@ -15,6 +15,10 @@ so their mean includes the WAL checkpoints (one every ~1,000 pages) that the med
 The targets are checked on ROUNDS alternating rounds on fresh stores (kvcache, raw sqlite3,
 diskcache in turn, so a change of load on a shared machine hits all three alike): gets
 compare medians, puts compare the mean over every put of every round (ROUND_PUTS a round).
+The get ratio is also taken from `_paired.paired`: kvcache get and raw sqlite3 get timed
+in alternating batches (A B B A ...) on one loop, each round's ratio the median of
+kvcache's batches over raw's, the figure the median over rounds; that is the figure the
+target is checked on, since batches a few milliseconds apart see the same load.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import diskcache
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import kvcache
+from _paired import paired
 from _timing import Result, measure, measure_async, render_table
 
 N_KEYS = 10_000
@@ -211,6 +216,26 @@ def bench_cachetools(results: list[Result]) -> None:
     results.append(measure("cachetools.TTLCache: 100 × get", many, inner=20))
 
 
+async def paired_get_ratios(tmp: str) -> list[float]:
+    """kvcache get / raw sqlite3 get, one ratio per round of alternating batches."""
+    kv = await kvcache.open_kv(f"sqlite:///{tmp}/paired.sqlite3", namespace="bench")
+    await kv.put_many([{"key": k, "value": VALUE, "expiration_ttl": TTL} for k in KEYS])
+    conn = raw_sqlite(os.path.join(tmp, "paired-raw.sqlite3"))
+    try:
+        _, _, ratios = await paired(
+            lambda i: kv.get(KEYS[i % N_KEYS]),
+            raw_get(conn, KEYS),
+            rounds=ROUNDS,
+            samples=40,
+            inner=100,
+            b_is_sync=True,
+        )
+    finally:
+        await kv.close()
+        conn.close()
+    return ratios
+
+
 async def head_to_head(tmp: str) -> dict[str, list[Result]]:
     """ROUNDS rounds, each timing kvcache, raw sqlite3 and diskcache one after the other."""
     kv = await kvcache.open_kv(f"sqlite:///{tmp}/rounds.sqlite3", namespace="bench")
@@ -237,7 +262,9 @@ async def head_to_head(tmp: str) -> dict[str, list[Result]]:
     return out
 
 
-def head_to_head_checks(rounds: dict[str, list[Result]]) -> list[tuple[str, float, float]]:
+def head_to_head_checks(
+    rounds: dict[str, list[Result]], get_ratios: list[float]
+) -> list[tuple[str, float, float]]:
     """Print the rounds; gets compare medians, puts the mean over every put of every round."""
     figures: dict[str, float] = {}
     print(f"### Head to head: {ROUNDS} alternating rounds, {ROUND_PUTS:,} puts each\n")
@@ -254,9 +281,16 @@ def head_to_head_checks(rounds: dict[str, list[Result]]) -> list[tuple[str, floa
     )
     put = figures["kvcache put"]
     same_answer = figures["kvcache get"] / figures["raw get, live rows as str"]
-    print(f"(kvcache get / raw get that also drops expired rows and decodes: {same_answer:.2f}×)\n")
+    print(f"(kvcache get / raw get that also drops expired rows and decodes: {same_answer:.2f}×)")
+    print(f"(kvcache get / raw get, rounds taken one after the other: {get_ratio:.2f}×)")
+    shown = ", ".join(f"{r:.3f}" for r in get_ratios)
+    print(f"(kvcache get / raw get in alternating batches, each round: {shown})\n")
     return [
-        ("sqlite get (hit) / raw sqlite3 get (hit), same schema, medians", get_ratio, 1.2),
+        (
+            "sqlite get (hit) / raw sqlite3 get (hit), same schema, paired medians",
+            statistics.median(get_ratios),
+            1.2,
+        ),
         (
             "sqlite put (ttl) / raw sqlite3 put, means with checkpoints",
             put / figures["raw put"],
@@ -280,6 +314,7 @@ def main() -> None:
         bench_raw_sqlite(os.path.join(tmp, "raw.sqlite3"), results)
         bench_cachetools(results)
         rounds = asyncio.run(head_to_head(tmp))
+        get_ratios = asyncio.run(paired_get_ratios(tmp))
     print(render_table(f"Store operations, {N_KEYS:,} keys of ~{len(VALUE)}-byte JSON", results))
     checks = [
         (
@@ -287,7 +322,7 @@ def main() -> None:
             ratio(results, "kvcache sqlite: get (hit)", "diskcache: get (hit)"),
             1.0,
         ),
-        *head_to_head_checks(rounds),
+        *head_to_head_checks(rounds, get_ratios),
     ]
     print("| target | measured | limit | met |\n|---|---|---|---|")
     for label, value, limit in checks:
