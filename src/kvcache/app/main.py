@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 
 from .admin_routes import admin_routes
 from .api_routes import api_routes
+from .dashboard_routes import dashboard_routes
 from .metrics import Metrics
 from .service import Service
 from .settings import ENV_JSON, Settings, load_settings
@@ -55,7 +56,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service = await Service.open(settings, clock=clock)
-        state = State(settings, service, Metrics())
+        state = State(settings, service, Metrics(history=service.history))
         app.state.kvcache = state
         task = asyncio.create_task(_housekeeping(state))
         try:
@@ -67,7 +68,10 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
             state.push_cache()
             await service.close()
 
-    return Starlette(routes=[*webhook_routes(), *admin_routes(), *api_routes()], lifespan=lifespan)
+    return Starlette(
+        routes=[*webhook_routes(), *admin_routes(), *api_routes(), *dashboard_routes()],
+        lifespan=lifespan,
+    )
 
 
 def create_app() -> Starlette:
