@@ -55,6 +55,7 @@
     }
   }
 
+  // yRange given (the hit rate): a fixed scale, and points, since its minutes have gaps.
   function chart(id, minutes, series, yFormat, yRange) {
     const box = document.getElementById(id);
     const empty = box.parentElement.querySelector(".empty");
@@ -77,7 +78,7 @@
         label: s.label,
         stroke: PALETTE[i % PALETTE.length],
         width: 2,
-        points: { show: true, size: 5 },
+        points: { show: Boolean(yRange), size: 5 },
         value: (u, v) => (v === null || v === undefined ? "–" : yFormat(v)),
       }))],
     };
