@@ -7,9 +7,11 @@ writers (`Metrics` with a `History`) on a real app database with a fake clock.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from backends import FakeClock
 from kvcache import Cache, CacheStats, open_kv
 from kvcache.app.access import COOKIE, session_value
-from kvcache.app.dashboard_data import hit_rates, ops_rates, webhook_counts
+from kvcache.app.dashboard_data import SharedAnswers, hit_rates, ops_rates, webhook_counts
 from kvcache.app.metrics import Metrics
 from kvcache.shopify.db import migrate, open_database
 from kvcache.shopify.history import History, Point, labels_key
@@ -233,3 +235,32 @@ async def test_two_workers_history_writers_add_up(tmp_path: Path) -> None:
         await kv.close()
     finally:
         await engine.dispose()
+
+
+async def test_concurrent_requests_of_one_window_share_one_computation() -> None:
+    shared = SharedAnswers()
+    gate = asyncio.Event()
+    calls: list[int] = []
+
+    async def compute(minutes: int) -> dict[str, Any]:
+        calls.append(minutes)
+        await gate.wait()
+        return {"minutes": minutes, "call": len(calls)}
+
+    def ask(minutes: int) -> asyncio.Future[dict[str, Any]]:
+        return asyncio.ensure_future(shared.get(minutes, lambda: compute(minutes)))
+
+    waiting = [ask(60), ask(60), ask(5)]
+    leaver = ask(60)
+    await asyncio.sleep(0)
+    leaver.cancel()  # one client goes away: the others still get their answer
+    gate.set()
+    answers = await asyncio.gather(*waiting)
+    assert calls == [60, 5] and answers[0] is answers[1] and answers[2]["minutes"] == 5
+    assert (await shared.get(60, lambda: compute(60)))["call"] == 3  # none running: anew
+
+    async def broken() -> dict[str, Any]:
+        raise OSError("database gone")
+
+    with pytest.raises(OSError, match="database gone"):
+        await shared.get(1, broken)

@@ -15,16 +15,25 @@ seconds elapsed in it, not over 60. `stats` is exactly `/api/cache/stats`;
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ..shopify.history import Point, minute_of
 from .metrics import stats_json
 from .state import State
 
-__all__ = ["LATEST", "MAX_MINUTES", "dashboard_json", "hit_rates", "ops_rates", "webhook_counts"]
+__all__ = [
+    "LATEST",
+    "MAX_MINUTES",
+    "SharedAnswers",
+    "dashboard_json",
+    "hit_rates",
+    "ops_rates",
+    "webhook_counts",
+]
 
 MAX_MINUTES = 7 * 24 * 60
 LATEST = 20
@@ -129,3 +138,32 @@ async def dashboard_json(state: State, minutes: int) -> dict[str, Any]:
             "worker": os.getpid(),
         },
     }
+
+
+class SharedAnswers:
+    """Requests for one window that arrive while its answer is being computed share it.
+
+    They would all get the same figures (the history changes per minute, the counters a
+    few times a second), so a crowd of open pages costs one computation at a time, not
+    one each. A waiter that goes away does not cancel the computation for the others.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[int, asyncio.Task[dict[str, Any]]] = {}
+
+    async def get(
+        self, minutes: int, compute: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """The running computation's answer for `minutes`, or `compute()`'s."""
+        task = self._running.get(minutes)
+        if task is None:
+            task = asyncio.ensure_future(compute())
+            self._running[minutes] = task
+            task.add_done_callback(lambda done: self._settle(minutes, done))
+        return await asyncio.shield(task)
+
+    def _settle(self, minutes: int, done: asyncio.Task[dict[str, Any]]) -> None:
+        if self._running.get(minutes) is done:
+            del self._running[minutes]
+        if not done.cancelled():
+            done.exception()  # retrieved here too: no "never retrieved" warning if all left

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib.resources import files
 from urllib.parse import parse_qs
@@ -28,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from .access import access_of, set_session, valid_token
 from .admin_routes import admin
 from .api_routes import _json_body
-from .dashboard_data import MAX_MINUTES, dashboard_json
+from .dashboard_data import MAX_MINUTES, SharedAnswers, dashboard_json
 from .service import ReplayRefused
 from .state import state_of
 from .webhook_routes import _read_body, _TooLarge
@@ -93,20 +94,27 @@ def _bad(detail: str) -> Response:
     return JSONResponse({"error": "bad_request", "detail": detail}, status_code=400)
 
 
-async def data(request: Request) -> Response:
-    try:
-        minutes = int(request.query_params.get("minutes", str(DEFAULT_MINUTES)))
-    except ValueError:
-        return _bad("minutes must be a whole number")
-    if not 1 <= minutes <= MAX_MINUTES:
-        return _bad(f"minutes must be from 1 to {MAX_MINUTES}")
-    try:
-        return JSONResponse(await dashboard_json(state_of(request), minutes))
-    except (SQLAlchemyError, OSError) as exc:
-        logger.warning("dashboard data: the app database failed: %s", exc)
-        return JSONResponse(
-            {"error": "database_unavailable"}, status_code=503, headers={"Retry-After": "5"}
-        )
+def _data_endpoint() -> Callable[[Request], Awaitable[Response]]:
+    shared = SharedAnswers()  # one per app: requests of one window share an answer
+
+    async def data(request: Request) -> Response:
+        try:
+            minutes = int(request.query_params.get("minutes", str(DEFAULT_MINUTES)))
+        except ValueError:
+            return _bad("minutes must be a whole number")
+        if not 1 <= minutes <= MAX_MINUTES:
+            return _bad(f"minutes must be from 1 to {MAX_MINUTES}")
+        try:
+            state = state_of(request)
+            answer = await shared.get(minutes, lambda: dashboard_json(state, minutes))
+            return JSONResponse(answer)
+        except (SQLAlchemyError, OSError) as exc:
+            logger.warning("dashboard data: the app database failed: %s", exc)
+            return JSONResponse(
+                {"error": "database_unavailable"}, status_code=503, headers={"Retry-After": "5"}
+            )
+
+    return data
 
 
 async def replay(request: Request) -> Response:
@@ -139,6 +147,6 @@ def dashboard_routes() -> list[BaseRoute]:
         Route("/dashboard/login", login, methods=["POST"]),
         Route("/dashboard/logout", logout, methods=["POST"]),
         Mount("/dashboard/static", StaticFiles(packages=[("kvcache.app", "static")])),
-        Route("/api/dashboard", admin(data), methods=["GET"]),
+        Route("/api/dashboard", admin(_data_endpoint()), methods=["GET"]),
         Route("/api/webhooks/replay", admin(replay), methods=["POST"]),
     ]
