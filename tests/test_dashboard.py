@@ -176,6 +176,7 @@ def test_the_charts_arithmetic() -> None:
     ops = [
         _point(0, "kv_ops", 120, namespace="CACHE", op="read"),
         _point(0, "kv_ops", 60, namespace="CACHE", op="write"),
+        _point(0, "kv_ops", 50, namespace="CACHE", op="rapid_write"),  # a detail of writes
         _point(2, "kv_ops", 30, namespace="CACHE", op="read"),
         _point(1, "kv_ops", 6, namespace="WEBHOOKS", op="write"),
     ]

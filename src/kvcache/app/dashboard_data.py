@@ -5,7 +5,9 @@ the app database), on one time axis of whole minutes ending with the current one
 every series filled for every minute (0, or null for a hit rate with no look-up):
 
     hitRate     cache{family,counter}          (hits + stale_hits) / look-ups per family
-    ops         kv_ops{namespace,...}          store operations per second per namespace
+    ops         kv_ops{namespace,op,family}    billable operations per second per namespace
+                                               (read, write, delete, list; not the meter's
+                                               rapid_write and list_key, which detail them)
     webhooks    webhooks{topic,outcome}        deliveries answered per minute
 
 The current minute is still filling: its operations per second are over the
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 MAX_MINUTES = 7 * 24 * 60
+BILLED_OPS = ("read", "write", "delete", "list")
 LATEST = 20
 Axis = list[int]
 
@@ -68,12 +71,12 @@ def hit_rates(points: Iterable[Point], axis: Axis) -> list[dict[str, Any]]:
 
 
 def ops_rates(points: Iterable[Point], axis: Axis, now: float) -> list[dict[str, Any]]:
-    """[{namespace, perSecond}]: every operation of the namespace, per second of each minute."""
+    """[{namespace, perSecond}]: the namespace's billable operations per second of each minute."""
     column = _columns(axis)
     counts: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(axis))
     for point in points:
         at = column.get(point.minute)
-        if at is not None:
+        if at is not None and point.labels.get("op") in BILLED_OPS:
             counts[point.labels.get("namespace", "")][at] += point.value
     elapsed = [60.0] * len(axis)
     if axis:
@@ -111,6 +114,7 @@ async def dashboard_json(state: State, minutes: int) -> dict[str, Any]:
     """Everything the page shows, for the last `minutes` minutes."""
     service = state.service
     state.push_cache()
+    service.record_meter()  # this worker's latest store operations too
     sums = state.metrics.cache_sums()
     now = service.history.clock()
     axis = _axis(now, minutes)

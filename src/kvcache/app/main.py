@@ -1,8 +1,9 @@
 """`build_app(settings)`: the Starlette application of `kvcache serve`.
 
 The lifespan opens the service (stores, database, handlers), keeps a small
-housekeeping task (cache counters into the summed metrics every PUSH_EVERY
-seconds, the delivery log pruned every hour) and closes everything on shutdown.
+housekeeping task (cache counters into the summed metrics and the store meter's
+counts into the history every PUSH_EVERY seconds, the stored bytes sampled every
+minute, the delivery log pruned every hour) and closes everything on shutdown.
 `create_app()` is the factory uvicorn's worker processes call.
 """
 
@@ -19,11 +20,13 @@ from starlette.applications import Starlette
 
 from .admin_routes import admin_routes
 from .api_routes import api_routes
+from .cost_routes import cost_routes
 from .dashboard_routes import dashboard_routes
 from .metrics import Metrics
 from .service import Service
 from .settings import ENV_JSON, Settings, load_settings
 from .state import State
+from .usage import STORED_EVERY
 from .webhook_routes import webhook_routes
 
 __all__ = ["build_app", "create_app"]
@@ -35,10 +38,17 @@ PRUNE_EVERY = 3600.0
 
 
 async def _housekeeping(state: State) -> None:
-    last_prune = -PRUNE_EVERY
+    last_prune = last_sample = -PRUNE_EVERY
     while True:
         state.push_cache()
+        state.service.record_meter()
         now = time.monotonic()
+        if now - last_sample >= STORED_EVERY:
+            last_sample = now
+            try:
+                await state.service.sample_stored()
+            except Exception as exc:
+                logger.warning("could not sample the stored bytes: %s", exc)
         if now - last_prune >= PRUNE_EVERY:
             last_prune = now
             try:
@@ -68,10 +78,8 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
             state.push_cache()
             await service.close()
 
-    return Starlette(
-        routes=[*webhook_routes(), *admin_routes(), *api_routes(), *dashboard_routes()],
-        lifespan=lifespan,
-    )
+    routes = [*webhook_routes(), *admin_routes(), *api_routes(), *cost_routes()]
+    return Starlette(routes=[*routes, *dashboard_routes()], lifespan=lifespan)
 
 
 def create_app() -> Starlette:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import Cache, CircuitBreaker, Idempotency, KVStore, Limits, open_kv
+from ..kv.meter import Meter
 from ..shopify import invalidation, keys
 from ..shopify.context import HandlerContext
 from ..shopify.db import migrate, open_database
@@ -25,6 +26,7 @@ from ..shopify.origins import Origins
 from ..shopify.processor import Answer, WebhookProcessor
 from ..shopify.shops import ShopRegistry
 from ..shopify.webhooks import Webhooks
+from . import usage
 from .settings import Settings, SettingsError
 
 __all__ = ["CACHE_NAMESPACE", "WEBHOOKS_NAMESPACE", "ReplayRefused", "Service", "load_handlers"]
@@ -78,13 +80,20 @@ class Service:
         load_handlers(webhooks, settings.handlers)
         engine = open_database(settings.database_url)
         opened: list[KVStore] = []
+        meter = Meter(keys.family, clock=clock)  # both stores count into it (docs/cost.md)
         try:
             await migrate(engine)
             shops = ShopRegistry(engine, secret_key=settings.secret_key, clock=clock)
-            cache_store = await open_kv(settings.store, namespace=CACHE_NAMESPACE, clock=clock)
+            cache_store = await open_kv(
+                settings.store, namespace=CACHE_NAMESPACE, clock=clock, meter=meter
+            )
             opened.append(cache_store)
             claim_store = await open_kv(
-                settings.store, namespace=WEBHOOKS_NAMESPACE, limits=CLAIM_LIMITS, clock=clock
+                settings.store,
+                namespace=WEBHOOKS_NAMESPACE,
+                limits=CLAIM_LIMITS,
+                clock=clock,
+                meter=meter,
             )
             opened.append(claim_store)
             idempotency = Idempotency(
@@ -149,7 +158,22 @@ class Service:
         await self.origins.aclose()
         await self.cache.close()
         await self.log.close()
+        self.record_meter()
         await self.history.close()
         await self.cache_store.close()
         await self.claim_store.close()
         await self.log.engine.dispose()
+
+    def record_meter(self) -> None:
+        """Move the stores' billable-operation counts into the history (kv_ops)."""
+        meter = self.cache_store.meter
+        if meter is not None:
+            usage.record(self.history, meter.drain())
+
+    async def sample_stored(self) -> None:
+        """Sample the bytes each namespace holds into the history (kv_stored_bytes)."""
+        meter = self.cache_store.meter
+        if meter is None:
+            return
+        for store in (self.cache_store, self.claim_store):
+            meter.stored(store.namespace, await store.stored_bytes())

@@ -22,6 +22,7 @@ from .. import __version__
 from ._errors import one_line_errors
 from ._target import target_options
 from .bulk import bulk
+from .cost import cost
 from .key import key
 from .namespace import namespace
 from .serve import serve
@@ -46,7 +47,8 @@ class _Group(click.Group):
 def cli() -> None:
     """Workers-KV stores from the command line (modelled on `wrangler kv`), the webhook
     service (`kvcache serve`, `kvcache webhook trigger|list|replay`), its shops
-    (`kvcache shop add|list|remove`) and a local Shopify (`kvcache shopify emulate`)."""
+    (`kvcache shop add|list|remove`), a local Shopify (`kvcache shopify emulate`) and the
+    projected bill (`kvcache cost`)."""
 
 
 @cli.group()
@@ -61,6 +63,7 @@ cli.add_command(serve)
 cli.add_command(webhook)
 cli.add_command(shop)
 cli.add_command(shopify)
+cli.add_command(cost)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -21,22 +21,34 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from enum import Enum
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from . import validation as v
 from ._json import loads
 from .errors import KVValidationError
 from .limits import Limits
+from .meter import Meter, Tally
 from .types import KeyInfo, KVEntry, ListPage, Record
 
-__all__ = ["Clock", "KVStore"]
+__all__ = ["NOT_READY", "Clock", "KVStore", "NotReady"]
 
 Clock = Callable[[], float]
 # Aliases made before the class body, where `list` names the method.
 _KeyList = list[KeyInfo]
 _StrList = list[str]
 _RecordList = list[Record]
+
+
+class NotReady(Enum):
+    """The type of NOT_READY (an enum member, so type checkers narrow `is` tests)."""
+
+    NOT_READY = "NOT_READY"
+
+
+#: What `_peek_value` answers when the value needs an await (`_get_value`).
+NOT_READY: Final = NotReady.NOT_READY
 
 
 class KVStore(ABC):
@@ -57,7 +69,12 @@ class KVStore(ABC):
     relaxable: ClassVar[bool] = True
 
     def __init__(
-        self, *, namespace: str = "default", limits: Limits | None = None, clock: Clock = time.time
+        self,
+        *,
+        namespace: str = "default",
+        limits: Limits | None = None,
+        clock: Clock = time.time,
+        meter: Meter | None = None,
     ) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise TypeError("namespace must be a non-empty str")
@@ -68,6 +85,20 @@ class KVStore(ABC):
         self.namespace = namespace
         self.limits = limits if limits is not None else Limits.cloudflare()
         self.clock = clock
+        self._tally: Tally | None = None
+        self.meter = meter
+
+    @property
+    def meter(self) -> Meter | None:
+        """The `Meter` this store counts its billable operations into (None: not counted)."""
+        return self._meter
+
+    @meter.setter
+    def meter(self, meter: Meter | None) -> None:
+        if meter is not None and not isinstance(meter, Meter):
+            raise TypeError(f"meter must be a kvcache.kv.Meter, not {type(meter).__name__}")
+        self._meter = meter
+        self._tally = None if meter is None else meter.tally(self.namespace)
 
     # -- reads -------------------------------------------------------------
 
@@ -78,7 +109,12 @@ class KVStore(ABC):
             v.check_type(type)
         if cache_ttl is not None:
             v.check_cache_ttl(cache_ttl, "GET", self.limits)
-        raw = await self._get_value(key)
+        raw = self._peek_value(key)
+        if raw is NOT_READY:
+            raw = await self._get_value(key)
+        tally = self._tally
+        if tally is not None:
+            tally.read(key)
         if raw is None:
             return None
         if type == "text":
@@ -93,6 +129,8 @@ class KVStore(ABC):
         v.check_type(type)
         v.check_cache_ttl(cache_ttl, "GET", self.limits)
         found = await self._get_entry(key)
+        if self._tally is not None:
+            self._tally.read(key)
         if found is None:
             return KVEntry(None, None)
         raw, meta = found
@@ -109,7 +147,10 @@ class KVStore(ABC):
         unique = v.check_bulk_get(keys, type, self.limits)
         if cache_ttl is not None:
             v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
-        return self._bulk_values(await self._read_values(unique, type), type, unique)
+        found = await self._read_values(unique, type)
+        if self._tally is not None:
+            self._tally.reads(unique)
+        return self._bulk_values(found, type, unique)
 
     async def get_many_with_metadata(
         self, keys: Iterable[str], type: str = "text", *, cache_ttl: int | None = None
@@ -119,6 +160,8 @@ class KVStore(ABC):
         if cache_ttl is not None:
             v.check_cache_ttl(cache_ttl, "GET_BULK", self.limits)
         found = await self._read_entries(unique, type)
+        if self._tally is not None:
+            self._tally.reads(unique)
         values = self._bulk_values({key: raw for key, (raw, _) in found.items()}, type, unique)
         meta = v.decode_metadata
         return {
@@ -156,7 +199,10 @@ class KVStore(ABC):
         """One page of keys in UTF-8 byte order; follow `cursor` until `list_complete`."""
         prefix = v.check_prefix(prefix, self.limits)
         count = v.list_limit(limit)
-        return await self._list_page(prefix, count, cursor)
+        page = await self._list_page(prefix, count, cursor)
+        if self._tally is not None:
+            self._tally.lists(prefix, len(page.keys))
+        return page
 
     async def _list_page(self, prefix: str, limit: int, cursor: str | None) -> ListPage:
         """A page from `_list`, with kvcache's own cursor (base64 of the last key)."""
@@ -187,6 +233,8 @@ class KVStore(ABC):
     ) -> None:
         """Replace the key's value, expiry and metadata together."""
         await self._put(self._record(key, value, expiration, expiration_ttl, metadata))
+        if self._tally is not None:
+            self._tally.writes((key,))
 
     def _record(
         self,
@@ -209,18 +257,24 @@ class KVStore(ABC):
         """Remove the key; an absent key is not an error."""
         v.check_key(key, "DELETE", self.limits)
         await self._delete(key)
+        if self._tally is not None:
+            self._tally.deletes((key,))
 
     async def put_many(self, entries: Iterable[Any]) -> None:
         """Write up to 10,000 wrangler-style entries (any iterable) all or nothing."""
         records = v.bulk_records(entries, self.clock(), self.limits)
         if records:
             await self._put_many(records)
+            if self._tally is not None:
+                self._tally.writes(record.key for record in records)
 
     async def delete_many(self, keys: Iterable[str]) -> None:
         """Delete up to 10,000 keys (any iterable) in one all-or-nothing step."""
         checked = v.bulk_delete_keys(keys, self.limits)
         if checked:
             await self._delete_many(checked)
+            if self._tally is not None:
+                self._tally.deletes(checked)
 
     async def put_if_absent(
         self,
@@ -231,16 +285,40 @@ class KVStore(ABC):
         expiration_ttl: int | None = None,
         metadata: Any = None,
     ) -> bool:
-        """Write only if no live value exists; True if this call wrote it."""
-        return await self._put_if_absent(
+        """Write only if no live value exists; True if this call wrote it.
+
+        Metered as Workers KV would bill it: a read, and a write when it wrote.
+        """
+        wrote = await self._put_if_absent(
             self._record(key, value, expiration, expiration_ttl, metadata)
         )
+        if self._tally is not None:
+            self._tally.read(key)
+            if wrote:
+                self._tally.writes((key,))
+        return wrote
 
     async def delete_if_equals(self, key: str, value: str | bytes) -> bool:
-        """Delete only if the live value equals `value` byte for byte; True if deleted."""
+        """Delete only if the live value equals `value` byte for byte; True if deleted.
+
+        Metered as a read, and a delete when it deleted.
+        """
         v.check_key(key, "DELETE", self.limits)
         data = v.value_bytes(value, self.limits, "DELETE")
-        return await self._delete_if_equals(key, data)
+        deleted = await self._delete_if_equals(key, data)
+        if self._tally is not None:
+            self._tally.read(key)
+            if deleted:
+                self._tally.deletes((key,))
+        return deleted
+
+    async def stored_bytes(self) -> int | None:
+        """Bytes of the namespace's live keys, values and metadata; None if the store cannot tell.
+
+        A local scan of the store (not a billable operation, not metered); on
+        Workers KV (REST or binding) None: counting would itself cost a read per key.
+        """
+        return await self._stored_bytes()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -263,6 +341,18 @@ class KVStore(ABC):
         return f"<{type(self).__name__} namespace={self.namespace!r}>"
 
     # -- backend primitives ------------------------------------------------
+
+    def _peek_value(self, key: str) -> bytes | None | NotReady:
+        """The live value at once, if the backend can read it without waiting; else NOT_READY.
+
+        `get`'s fast path: a store whose point read is a synchronous call (SQLite on
+        the loop's thread) answers here and skips `_get_value`'s coroutine.
+        """
+        return NOT_READY
+
+    async def _stored_bytes(self) -> int | None:
+        """UTF-8 bytes of live keys + values + metadata in the namespace; None if unknown."""
+        return None
 
     @abstractmethod
     async def _get_value(self, key: str) -> bytes | None:

@@ -47,6 +47,7 @@ from ._url import url_options
 from .base import Clock, KVStore
 from .errors import KVBackendError, KVConfigError, KVValidationError
 from .limits import Limits, check_server_limits
+from .meter import Meter
 from .types import KeyInfo, ListPage, Record
 
 __all__ = ["DEFAULT_API_URL", "CloudflareKV", "from_url"]
@@ -98,8 +99,9 @@ class CloudflareKV(SingleKeyFallbacks, KVStore):
         client: httpx.AsyncClient | None = None,
         pacer: Pacer | None = None,
         sleep: Sleep = asyncio.sleep,
+        meter: Meter | None = None,
     ) -> None:
-        super().__init__(namespace=namespace_id, limits=limits, clock=clock)
+        super().__init__(namespace=namespace_id, limits=limits, clock=clock, meter=meter)
         check_server_limits(self.limits, "cloudflare://")
         self.account_id = account_id
         self._owns_client = client is None

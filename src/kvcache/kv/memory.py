@@ -13,6 +13,7 @@ from typing import ClassVar
 from .base import Clock, KVStore
 from .errors import KVBackendError
 from .limits import Limits
+from .meter import Meter
 from .types import KeyInfo, Record
 from .validation import decode_metadata
 
@@ -33,8 +34,9 @@ class MemoryStore(KVStore):
         namespace: str = "default",
         limits: Limits | None = None,
         clock: Clock = time.time,
+        meter: Meter | None = None,
     ) -> None:
-        super().__init__(namespace=namespace, limits=limits, clock=clock)
+        super().__init__(namespace=namespace, limits=limits, clock=clock, meter=meter)
         self._rows: dict[str, _Row] = {}
         self._names: list[str] = []
         self._closed = False
@@ -137,6 +139,15 @@ class MemoryStore(KVStore):
         if row is None or row[0] != value:
             return False
         return self._remove(key)
+
+    async def _stored_bytes(self) -> int | None:
+        self._check_open()
+        now = self.clock()
+        return sum(
+            len(key.encode()) + len(value) + (0 if meta is None else len(meta.encode()))
+            for key, (value, expires, meta) in self._rows.items()
+            if expires is None or expires > now
+        )
 
     async def _close(self) -> None:
         self._closed = True

@@ -35,6 +35,7 @@ from ._url import redact_url
 from .base import Clock, KVStore
 from .errors import KVBackendError
 from .limits import Limits
+from .meter import Meter
 from .types import KeyInfo, Record
 from .validation import decode_metadata
 
@@ -90,8 +91,9 @@ class RedisStore(KVStore):
         clock: Clock = time.time,
         owns_client: bool = False,
         settings: Settings | None = None,
+        meter: Meter | None = None,
     ) -> None:
-        super().__init__(namespace=namespace, limits=limits, clock=clock)
+        super().__init__(namespace=namespace, limits=limits, clock=clock, meter=meter)
         self.url = redact_url(url)
         self._link = client if isinstance(client, Link) else ClientLink(client)
         self.settings = settings if settings is not None else Settings()

@@ -12,6 +12,7 @@ from ._url import default_url, parse_url, redact_url
 from .base import Clock, KVStore
 from .errors import KVConfigError
 from .limits import Limits
+from .meter import Meter
 
 __all__ = ["BACKENDS", "OpenKV", "open_kv", "redact_url"]
 
@@ -31,8 +32,15 @@ _EXTRAS = {"kvcache.kv.redis": "redis", "kvcache.kv.cloudflare": "cloudflare"}
 
 
 async def _open(
-    url: str | None, namespace: str, limits: Limits | None, clock: Clock, options: dict[str, Any]
+    url: str | None,
+    namespace: str,
+    limits: Limits | None,
+    clock: Clock,
+    meter: Meter | None,
+    options: dict[str, Any],
 ) -> KVStore:
+    if meter is not None and not isinstance(meter, Meter):
+        raise TypeError(f"meter must be a kvcache.kv.Meter, not {type(meter).__name__}")
     if url is None:
         url = default_url()
     if not isinstance(url, str):
@@ -54,6 +62,7 @@ async def _open(
         ) from exc
     factory = getattr(module, factory_name)
     store: KVStore = await factory(url, namespace=namespace, limits=limits, clock=clock, **options)
+    store.meter = meter
     return store
 
 
@@ -66,9 +75,10 @@ class OpenKV:
         namespace: str,
         limits: Limits | None,
         clock: Clock,
+        meter: Meter | None,
         options: dict[str, Any],
     ) -> None:
-        self._args = (url, namespace, limits, clock, options)
+        self._args = (url, namespace, limits, clock, meter, options)
         self._store: KVStore | None = None
 
     def __await__(self) -> Generator[Any, None, KVStore]:
@@ -95,6 +105,7 @@ def open_kv(
     namespace: str = "default",
     limits: Limits | None = None,
     clock: Clock = time.time,
+    meter: Meter | None = None,
     **options: Any,
 ) -> OpenKV:
     """Open a store by URL; no URL (and no KVCACHE_STORE) means ./.kvcache/kv.sqlite3.
@@ -102,6 +113,7 @@ def open_kv(
     URLs: memory://, sqlite:///relative.db, sqlite:////absolute.db, redis://host:port/db,
     rediss://..., redis+cluster://host:port, cloudflare://ACCOUNT_ID/NAMESPACE_ID (Workers
     KV over its REST API; the URL names the namespace, so `namespace` is not used).
+    `meter` counts the store's billable operations (`kvcache.kv.Meter`, docs/cost.md).
     Extra keyword options go to the backend.
     """
-    return OpenKV(url, namespace, limits, clock, options)
+    return OpenKV(url, namespace, limits, clock, meter, options)

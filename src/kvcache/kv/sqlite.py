@@ -23,9 +23,10 @@ from typing import ClassVar, TypeVar
 from . import _sqlite_schema as schema
 from ._sqlite_wait import Locked, is_busy, retry
 from ._url import DEFAULT_PATH, redact_url, sqlite_path, url_options
-from .base import Clock, KVStore
+from .base import NOT_READY, Clock, KVStore, NotReady
 from .errors import KVBackendError, KVConfigError
 from .limits import Limits
+from .meter import Meter
 from .types import KeyInfo, Record
 from .validation import decode_metadata
 
@@ -57,6 +58,12 @@ _PUT_IF_ABSENT = (
     "WHERE kv.expiration IS NOT NULL AND kv.expiration <= ?"
 )
 _DELETE = "DELETE FROM kv WHERE namespace = ? AND key = ?"
+# length() of a BLOB reads its size from the row header, not the value's pages.
+_STORED_BYTES = (
+    "SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(value) "
+    "+ coalesce(length(CAST(metadata AS BLOB)), 0)), 0) FROM kv "
+    "WHERE namespace = ? AND (expiration IS NULL OR expiration > ?)"
+)
 _DELETE_IF_EQUALS = (
     "DELETE FROM kv WHERE namespace = ? AND key = ? AND value = ? "
     "AND (expiration IS NULL OR expiration > ?)"
@@ -106,8 +113,9 @@ class SQLiteStore(KVStore):
         limits: Limits | None = None,
         clock: Clock = time.time,
         busy_timeout: float = 30.0,
+        meter: Meter | None = None,
     ) -> None:
-        super().__init__(namespace=namespace, limits=limits, clock=clock)
+        super().__init__(namespace=namespace, limits=limits, clock=clock, meter=meter)
         self.path = path
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
@@ -199,9 +207,28 @@ class SQLiteStore(KVStore):
         except (Locked, KVBackendError):
             pass  # purging is housekeeping; a later write tries again
 
+    def _peek_value(self, key: str) -> bytes | None | NotReady:
+        """`get`'s fast path: the point read with no coroutine of its own, on a kept cursor.
+
+        Any sqlite3 error (a lock, a failing disk) answers NOT_READY, so `_get_value`
+        runs the read again and waits or raises as every other call does.
+        """
+        try:
+            with self._lock:
+                found = self._cursor.execute(_GET, (self.namespace, key)).fetchall()
+        except sqlite3.Error:
+            return NOT_READY
+        if not found:
+            return None
+        value: bytes
+        value, expires = found[0]
+        if expires is not None and expires <= self.clock():
+            return None
+        return value
+
     async def _get_value(self, key: str) -> bytes | None:
         params = (self.namespace, key)
-        try:  # _run inlined, on a kept cursor: this is the hottest call
+        try:  # _run inlined, on a kept cursor
             with self._lock:
                 found = self._cursor.execute(_GET, params).fetchall()
         except sqlite3.Error as exc:
@@ -294,6 +321,11 @@ class SQLiteStore(KVStore):
     async def _delete_if_equals(self, key: str, value: bytes) -> bool:
         params = (self.namespace, key, value, self.clock())
         return await self._execute(_DELETE_IF_EQUALS, params) == 1
+
+    async def _stored_bytes(self) -> int | None:
+        params = (self.namespace, self.clock())
+        row = await self._run(lambda conn: conn.execute(_STORED_BYTES, params).fetchone())
+        return int(row[0])
 
     async def _close(self) -> None:
         with self._lock:

@@ -37,6 +37,7 @@ from ._pages import fill_page
 from .base import Clock, KVStore
 from .errors import KVBackendError, KVValidationError
 from .limits import Limits, check_server_limits
+from .meter import Meter
 from .types import KeyInfo, ListPage, Record
 
 __all__ = ["WorkersKV"]
@@ -85,8 +86,9 @@ class WorkersKV(SingleKeyFallbacks, KVStore):
         namespace: str = "binding",
         limits: Limits | None = None,
         clock: Clock = time.time,
+        meter: Meter | None = None,
     ) -> None:
-        super().__init__(namespace=namespace, limits=limits, clock=clock)
+        super().__init__(namespace=namespace, limits=limits, clock=clock, meter=meter)
         check_server_limits(self.limits, "WorkersKV (a KV binding)")
         self.binding = binding
         self._closed = False
