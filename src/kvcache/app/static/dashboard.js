@@ -175,8 +175,10 @@
                     "cost projection unavailable"));
       return;
     }
-    const hours = cost.window_seconds / 3600;
-    box.append(el("p", {}, "From " + hours.toFixed(1) + " h observed, scaled to 30 days."));
+    const seconds = cost.window_seconds;
+    const observed = seconds >= 3600 ? (seconds / 3600).toFixed(1) + " h"
+      : (seconds / 60).toFixed(1) + " min";
+    box.append(el("p", {}, "From " + observed + " observed, scaled to 30 days."));
     const dl = el("dl");
     for (const key of ["reads", "writes", "deletes", "lists", "stored_bytes"]) {
       costFigure(dl, "Monthly " + key.replace("_", " "), "monthly." + key,
