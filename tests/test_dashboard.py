@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from kvcache.app.dashboard_data import SharedAnswers, hit_rates, ops_rates, webh
 from kvcache.app.metrics import Metrics
 from kvcache.shopify.db import migrate, open_database
 from kvcache.shopify.history import History, Point, labels_key
+from kvcache.testing import ShopifyAdminEmulator
+from redis_server import RedisServer
 from service import Server, running, settings_for, signed_headers
 from webhook_handlers import DIR_ENV, read_runs
 
@@ -265,3 +270,36 @@ async def test_concurrent_requests_of_one_window_share_one_computation() -> None
 
     with pytest.raises(OSError, match="database gone"):
         await shared.get(1, broken)
+
+
+def test_the_store_health_shows_the_breaker_open_when_redis_dies(
+    tmp_path: Path, durable_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_SHOPIFY_TOKEN", "shpat_emulator")  # read by the in-process server
+    with ShopifyAdminEmulator() as emulator:
+        emulator.add_customer("ann@example.com")
+        settings = settings_for(tmp_path, store=durable_redis.url)
+        added = subprocess.run(
+            [sys.executable, "-m", "kvcache", "shop", "add", SHOP, "--token-env",
+             "DEMO_SHOPIFY_TOKEN", "--admin-url", emulator.admin_url()],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env=os.environ | {"KVCACHE_DATABASE_URL": settings.database_url},
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        with running(settings) as server, httpx.Client(base_url=server.url) as client:
+            lookup = {"shop": SHOP, "email": "ann@example.com"}
+            assert client.get("/api/customers", params=lookup).status_code == 200
+            health = client.get("/api/dashboard").json()["health"]
+            assert (health["backend"], health["breaker"], health["errors"]) == (
+                "redis",
+                "closed",
+                0,
+            )
+            durable_redis.kill()
+            for _ in range(8):  # the cache fails open: Shopify answers every look-up
+                assert client.get("/api/customers", params=lookup).status_code == 200
+            data = client.get("/api/dashboard").json()
+            health = data["health"]
+            assert health["breaker"] in ("open", "half-open") and health["trips"] == 1
+            assert health["consecutiveFailures"] >= 5 and health["errors"] >= 5
+            assert health["skipped"] >= 1 and data["stats"]["errors"] == health["errors"]
