@@ -28,7 +28,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import kvcache
-from _paired import Op, paired, summarise, table
+from _paired import Op, Stats, paired, summarise, table
 from kvcache.kv.meter import Meter
 from kvcache.shopify.keys import family
 
@@ -41,7 +41,9 @@ ROUNDS = 7
 LIMIT = 1.05
 
 
-async def compare(name: str, metered: Op, plain: Op, meter: Meter, samples: int, inner: int):
+async def compare(
+    name: str, metered: Op, plain: Op, meter: Meter, samples: int, inner: int
+) -> tuple[list[Stats], float, list[float]]:
     """One row pair and the ratio of medians (median over rounds)."""
     ratios: list[float] = []
     with_meter: list[float] = []

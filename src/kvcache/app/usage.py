@@ -38,6 +38,7 @@ async def load_usage(history: History, window: float, *, now: float | None = Non
     """Counts over the last `window` seconds, or since the history began if that is later."""
     now = time.time() if now is None else now
     since = now - window
+    await history.flush()  # first_minute reads the table only
     first = await history.first_minute(OPS_SERIES)
     if first is None:
         return Usage(0.0)

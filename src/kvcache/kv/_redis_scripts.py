@@ -22,6 +22,7 @@ __all__ = [
     "PUT",
     "PUT_IF_ABSENT",
     "PUT_MANY",
+    "STORED_BYTES",
 ]
 
 _COMMON = """
@@ -172,5 +173,25 @@ while found < want and scanned < budget do
 end
 for _, name in ipairs(dead) do remove(vprefix, name) end
 return out
+"""
+)
+
+
+#: ARGV: value prefix, now, lex min, most members to scan
+#: -> {exhausted (1/0), last member scanned, bytes of live names + metadata + values}
+STORED_BYTES = (
+    _COMMON
+    + """
+local vprefix, now, low, budget = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local names = redis.call('ZRANGEBYLEX', KEYS[1], low, '+', 'LIMIT', 0, budget)
+local total = 0
+for _, name in ipairs(names) do
+  local exp = expiration(vprefix .. name)
+  if exp ~= nil and (exp == 0 or exp > now) then
+    total = total + #name + redis.call('STRLEN', vprefix .. name) - HDR
+  end
+end
+local last = names[#names] or ''
+return {#names < budget and 1 or 0, last, total}
 """
 )

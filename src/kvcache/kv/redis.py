@@ -67,6 +67,9 @@ _DELETE = _Script(lua.DELETE)
 _DELETE_MANY = _Script(lua.DELETE_MANY)
 _DELETE_IF_EQUALS = _Script(lua.DELETE_IF_EQUALS)
 _LIST = _Script(lua.LIST)
+_STORED_BYTES = _Script(lua.STORED_BYTES)
+#: Index members one STORED_BYTES call looks at (each call is short; Redis serves others between).
+STORED_SCAN = 1000
 
 
 class RedisStore(KVStore):
@@ -219,6 +222,17 @@ class RedisStore(KVStore):
                 return keys[:limit], True
             if exhausted:
                 return keys, False
+            low = b"(" + last
+
+    async def _stored_bytes(self) -> int | None:
+        """Walk the namespace's index STORED_SCAN members a call (the header is not counted)."""
+        total, low = 0, b"-"
+        while True:
+            args: list[Arg] = [self._keys.value_prefix, self.clock(), low, STORED_SCAN]
+            exhausted, last, size = await self._run(_STORED_BYTES, args)
+            total += int(size)
+            if exhausted:
+                return total
             low = b"(" + last
 
     # -- writes --------------------------------------------------------------
