@@ -6,7 +6,8 @@ of which one handler fails). Then one browser session logs in through the form a
 checks, in order: no console error and no request to anywhere but the server, the
 numbers on the page equal `/api/cache/stats` and `/api/cost`, the charts drew their
 series (coloured pixels on each canvas, the axes and grid being grey), the page
-refreshes by itself, and the Replay button turns the failed delivery processed. A
+refreshes by itself within 10 s (on Playwright's clock, so no wall-clock wait is
+asserted), and the Replay button turns the failed delivery processed. A
 screenshot is written under the test's tmp_path.
 
 Without Chromium (`apt-get install chromium`) or Playwright the test skips, unless
@@ -169,6 +170,7 @@ def _wait(page: Any, function: str, arg: Any = None) -> None:
 
 
 REFRESHED = "(n) => Number(document.body.dataset.refreshes || 0) > n"
+IDLE = "() => !window.kvcacheDashboard.busy && !window.kvcacheDashboard.again"
 OUTCOME_IS = "([selector, outcome]) => document.querySelector(selector)?.textContent === outcome"
 
 
@@ -230,6 +232,8 @@ def test_the_dashboard_in_chromium(traffic: Traffic, tmp_path: Path) -> None:
         )
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1300})
+            # The page's timers run on Playwright's clock: moving it 10 s must refresh it.
+            context.clock.install()
             context.route("**/*", route)
             page = context.new_page()
             page.on("console", lambda m: problems.extend([m.text] if m.type == "error" else []))
@@ -253,7 +257,10 @@ def test_the_dashboard_in_chromium(traffic: Traffic, tmp_path: Path) -> None:
 
             # The figures equal /api/cache/stats (no traffic since) on the next refresh.
             stats = traffic.get("/api/cache/stats").json()
+            page.clock.pause_at(time.time() + 1)  # from here the page's time moves when told
+            _wait(page, IDLE)
             seen = int(page.evaluate("document.body.dataset.refreshes"))
+            page.clock.run_for(10_000)  # the page refreshes itself at least every 10 s
             _wait(page, REFRESHED, seen)
             _check_figures(page.evaluate(FIGURES), stats)
             assert stats["hits"] > 0 and stats["misses"] > 0
