@@ -1,15 +1,13 @@
 """`/healthz`, and the admin routes `/metrics`, `/api/cache/stats`, `/api/webhooks`.
 
-Admin routes want `Authorization: Bearer $KVCACHE_ADMIN_TOKEN`; with no token
-configured they answer loopback clients only (a development default that never
-exposes the log or the metrics to the network).
+Admin routes want `Authorization: Bearer $KVCACHE_ADMIN_TOKEN` (or the dashboard's
+session cookie); with no token configured they answer loopback clients only (see
+access.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..shopify.deliveries import MAX_PAGE, OUTCOMES
+from .access import access_of
 from .metrics import stats_json
 from .state import state_of
 
@@ -28,27 +27,16 @@ HEALTH_TIMEOUT = 2.0
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _refusal(request: Request) -> Response | None:
     """None when the caller may use admin routes, else the 401/403 to answer."""
-    token = state_of(request).settings.admin_token
-    if token is None:
-        if _loopback(request):
-            return None
+    access = access_of(request, state_of(request).settings.admin_token)
+    if access == "allowed":
+        return None
+    if access == "forbidden":
         return JSONResponse(
             {"error": "forbidden", "detail": "set KVCACHE_ADMIN_TOKEN to allow remote clients"},
             status_code=403,
         )
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
-        return None
     return JSONResponse(
         {"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
     )

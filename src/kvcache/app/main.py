@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from .admin_routes import admin_routes
 from .api_routes import api_routes
 from .cost_routes import cost_routes
+from .dashboard_routes import dashboard_routes
 from .metrics import Metrics
 from .service import Service
 from .settings import ENV_JSON, Settings, load_settings
@@ -65,7 +66,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service = await Service.open(settings, clock=clock)
-        state = State(settings, service, Metrics())
+        state = State(settings, service, Metrics(history=service.history))
         app.state.kvcache = state
         task = asyncio.create_task(_housekeeping(state))
         try:
@@ -78,7 +79,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
             await service.close()
 
     routes = [*webhook_routes(), *admin_routes(), *api_routes(), *cost_routes()]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=[*routes, *dashboard_routes()], lifespan=lifespan)
 
 
 def create_app() -> Starlette:

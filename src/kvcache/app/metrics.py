@@ -10,6 +10,12 @@ any worker answers with the sum. The cache keeps its counters in process, so
 each worker adds the growth since its last push to the Prometheus counters
 (`push_cache`, a few times a second and before every read): `/api/cache/stats`
 is then computed from the same summed samples.
+
+Given the service's `History`, the same growth goes into the per-minute history
+the dashboard charts (summed over workers in the app database):
+
+    cache{cache,family,counter}      counter in HISTORY_COUNTERS
+    webhooks{topic,outcome}          deliveries answered
 """
 
 from __future__ import annotations
@@ -23,19 +29,26 @@ from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .. import CacheStats, FamilyStats
+from ..shopify.history import History
 
-__all__ = ["CACHE_COUNTERS", "Metrics", "stats_json"]
+__all__ = ["CACHE_COUNTERS", "HISTORY_COUNTERS", "Metrics", "stats_json"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CACHE_COUNTERS = tuple(name for name in FamilyStats.__dataclass_fields__ if name != "by_family")
+HISTORY_COUNTERS = ("hits", "misses", "stale_hits", "sets", "deletes", "errors", "skipped")
+#: The history keeps at most this much of a topic or family (its rows' labels are bounded).
+LABEL_CHARS = 128
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class Metrics:
     """One service's metrics. Multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, *, history: History | None = None
+    ) -> None:
         env = os.environ if environ is None else environ
+        self.history = history
         self.directory = env.get(MULTIPROC_ENV) or None
         self.registry = CollectorRegistry(auto_describe=True)
         if self.directory is not None:
@@ -74,17 +87,23 @@ class Metrics:
 
     def observe(self, topic: str, outcome: str, seconds: float | None = None) -> None:
         self.webhooks.labels(topic, outcome).inc()
+        if self.history is not None:
+            self.history.add("webhooks", {"topic": topic[:LABEL_CHARS], "outcome": outcome})
         if seconds is not None:
             self.duration.labels(topic).observe(seconds)
 
     def push_cache(self, name: str, stats: CacheStats) -> None:
-        """Add each family's growth since the last push to the Prometheus counters."""
+        """Add each family's growth since the last push to the Prometheus counters
+        (and to the history's `cache` series)."""
         for family, now in stats.by_family.items():
             before = self._pushed.get((name, family))
             for counter in CACHE_COUNTERS:
                 delta = getattr(now, counter) - (getattr(before, counter) if before else 0)
                 if delta > 0:
                     self.cache[counter].labels(name, family).inc(delta)
+                    if self.history is not None and counter in HISTORY_COUNTERS:
+                        labels = {"cache": name, "family": family[:LABEL_CHARS], "counter": counter}
+                        self.history.add("cache", labels, delta)
             self._pushed[(name, family)] = now
 
     def render(self) -> bytes:

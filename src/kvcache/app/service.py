@@ -4,7 +4,8 @@ Stores: the cache in namespace CACHE and the webhook claims in namespace
 WEBHOOKS of the one store `settings.store` names; the app database; the
 handler registry (built-in invalidation handlers first, then each
 `--handlers` module's `register(webhooks)`). The web app and the CLI's
-`webhook list|replay` both use it.
+`webhook list|replay` both use it; `replay` is the one way a failed delivery
+is run again (the command and the dashboard's button).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import Cache, Idempotency, KVStore, Limits, open_kv
+from .. import Cache, CircuitBreaker, Idempotency, KVStore, Limits, open_kv
 from ..kv.meter import Meter
 from ..shopify import invalidation, keys
 from ..shopify.context import HandlerContext
@@ -22,13 +23,13 @@ from ..shopify.db import migrate, open_database
 from ..shopify.deliveries import DeliveryLog
 from ..shopify.history import History
 from ..shopify.origins import Origins
-from ..shopify.processor import WebhookProcessor
+from ..shopify.processor import Answer, WebhookProcessor
 from ..shopify.shops import ShopRegistry
 from ..shopify.webhooks import Webhooks
 from . import usage
 from .settings import Settings, SettingsError
 
-__all__ = ["CACHE_NAMESPACE", "WEBHOOKS_NAMESPACE", "Service", "load_handlers"]
+__all__ = ["CACHE_NAMESPACE", "WEBHOOKS_NAMESPACE", "ReplayRefused", "Service", "load_handlers"]
 
 CACHE_NAMESPACE = "CACHE"
 WEBHOOKS_NAMESPACE = "WEBHOOKS"
@@ -49,6 +50,14 @@ def load_handlers(webhooks: Webhooks, modules: tuple[str, ...]) -> None:
         register(webhooks)
 
 
+class ReplayRefused(ValueError):
+    """A delivery that cannot be replayed; `reason` is not_found, ambiguous or not_failed."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass
 class Service:
     """Open stores, database and processor; `await Service.open(settings)`, then `close()`."""
@@ -62,6 +71,7 @@ class Service:
     webhooks: Webhooks
     origins: Origins
     history: History
+    breaker: CircuitBreaker
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> Service:
@@ -96,7 +106,8 @@ class Service:
                 await store.close()
             await engine.dispose()
             raise
-        cache = Cache(cache_store, family=keys.family)
+        breaker = CircuitBreaker()
+        cache = Cache(cache_store, family=keys.family, breaker=breaker)
         log = DeliveryLog(engine, clock=clock)
         log.start()
         history = History(engine, clock=clock)
@@ -106,8 +117,37 @@ class Service:
         context = HandlerContext(cache=cache, log=log, clock=clock, shops=shops)
         processor = WebhookProcessor(settings.api_secrets, webhooks, idempotency, context, log)
         return cls(
-            settings, cache_store, claim_store, cache, log, processor, webhooks, origins, history
+            settings,
+            cache_store,
+            claim_store,
+            cache,
+            log,
+            processor,
+            webhooks,
+            origins,
+            history,
+            breaker,
         )
+
+    async def replay(self, webhook_id: str, shop: str | None = None) -> Answer:
+        """Run a failed delivery's handlers again from its stored body; raises ReplayRefused."""
+        rows = await self.log.find(webhook_id, shop)
+        if not rows:
+            raise ReplayRefused("not_found", f"no delivery {webhook_id!r} in the log")
+        if len({row.shop for row, _ in rows}) > 1:
+            raise ReplayRefused(
+                "ambiguous",
+                f"webhook id {webhook_id!r} exists for several shops: name the shop (--shop)",
+            )
+        row, body = rows[0]
+        if body is None:
+            raise ReplayRefused(
+                "not_failed",
+                f"delivery {webhook_id!r} is {row.outcome}: only a failed delivery's body "
+                "is kept for replay",
+            )
+        headers = await self.log.headers_of(row.shop, webhook_id)
+        return await self.processor.replay(headers, body)
 
     async def prune(self) -> int:
         """Drop delivery-log rows older than the retention, and history older than 7 days."""

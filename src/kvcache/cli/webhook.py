@@ -190,26 +190,16 @@ def list_deliveries(
 @click.pass_context
 def replay(ctx: click.Context, webhook_id: str, shop: str | None) -> None:
     """Run a failed delivery's handlers again from its stored body."""
-    from ..app.service import Service
+    from ..app.service import ReplayRefused, Service
 
     settings = _settings(ctx)
 
     async def again() -> Any:
         service = await Service.open(settings)
         try:
-            rows = await service.log.find(webhook_id, shop)
-            if not rows:
-                raise fail(f"no delivery {webhook_id!r} in the log")
-            if len({row.shop for row, _ in rows}) > 1:
-                raise fail(f"webhook id {webhook_id!r} exists for several shops: give --shop")
-            row, body = rows[0]
-            if body is None:
-                raise fail(
-                    f"delivery {webhook_id!r} is {row.outcome}: only a failed delivery's body "
-                    "is kept for replay"
-                )
-            headers = await service.log.headers_of(row.shop, webhook_id)
-            return await service.processor.replay(headers, body)
+            return await service.replay(webhook_id, shop)
+        except ReplayRefused as refused:
+            raise fail(str(refused)) from None
         finally:
             await service.close()
 

@@ -174,7 +174,11 @@ class History:
             query = query.where(c.minute <= minute_of(until))
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query.order_by(c.minute, c.labels))).all()
-        return [Point(int(m), series, json.loads(labels), float(v)) for m, labels, v in rows]
+        decoded: dict[str, dict[str, str]] = {}  # a label set repeats every minute: parse once
+        for _, labels, _ in rows:
+            if labels not in decoded:
+                decoded[labels] = json.loads(labels)
+        return [Point(int(m), series, dict(decoded[labels]), float(v)) for m, labels, v in rows]
 
     async def totals(self, series: str, *, since: float) -> dict[str, float]:
         """A counter's sum since `since`, by canonical label set (flushes first)."""
