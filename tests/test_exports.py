@@ -29,6 +29,7 @@ PUBLIC_NAMES = [
     "KeyInfo",
     "Limits",
     "ListPage",
+    "Meter",
     "OpenKV",
     "Outcome",
     "Serializer",

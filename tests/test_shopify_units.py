@@ -18,6 +18,7 @@ from kvcache.shopify import (
     sign,
     verify_hmac,
 )
+from kvcache.shopify.keys import meter_family
 from kvcache.shopify.samples import TOPICS, sample
 from kvcache.shopify.webhooks import hmac_header, normalize_topic, signed_headers
 
@@ -212,3 +213,22 @@ def test_settings_repr_hides_secrets_and_passwords() -> None:
     assert "redis://:***@127.0.0.1:6379/0" in text and "app:***@127.0.0.1" in text
     assert "secret_key=None" in repr(Settings(api_secrets=("s",)))
     assert Settings.from_json(settings.to_json()) == settings  # the JSON form keeps them
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("shop:a.myshopify.com:customer:email:x@example.com", "customer:email"),
+        ("shop:a.myshopify.com:config", "shop:config"),
+        ("shop:a.myshopify.com:", "shop"),
+        (".lease:shop:a.myshopify.com:customer:email:x@example.com", ".lease:customer:email"),
+        (".deleted:shop:a.myshopify.com:customer:id:42", ".deleted:customer:id"),
+        (".purge:shop:a.myshopify.com:customer:", ".purge:customer"),
+        (".lease:report:2026-12-01", ".lease:report"),
+        ("idem:a.myshopify.com:4b8f24b0-0b7d", "idem"),
+        ("report:2026-12-01:x@example.com", "report"),
+        ("", ""),
+    ],
+)
+def test_meter_families_never_carry_a_shop_or_an_id(key: str, expected: str) -> None:
+    assert meter_family(key) == expected

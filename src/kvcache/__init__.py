@@ -22,7 +22,7 @@ from .errors import (
     ShopNotFound,
 )
 from .idempotency import Claim, Idempotency, Outcome
-from .kv import KeyInfo, KVEntry, KVStore, Limits, ListPage, OpenKV, open_kv
+from .kv import KeyInfo, KVEntry, KVStore, Limits, ListPage, Meter, OpenKV, open_kv
 
 __version__ = "0.1.0"
 
@@ -49,6 +49,7 @@ __all__ = [
     "KeyInfo",
     "Limits",
     "ListPage",
+    "Meter",
     "OpenKV",
     "Outcome",
     "Serializer",

@@ -2,7 +2,7 @@
 
 Prices and limits are data (`PRICES`, read from Cloudflare's pages on the date it
 carries): one edit here changes every projection. `project(usage)` turns the
-operations counted over a window (a `kvcache.kv.Meter`'s buckets, summed) into a
+operations counted over a window (a `kvcache.Meter`'s buckets, summed) into a
 30-day month and prices it; its JSON is what `GET /api/cost` and
 `kvcache cost --json` answer (see docs/cost.md).
 

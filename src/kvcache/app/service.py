@@ -80,7 +80,7 @@ class Service:
         load_handlers(webhooks, settings.handlers)
         engine = open_database(settings.database_url)
         opened: list[KVStore] = []
-        meter = Meter(keys.family, clock=clock)  # both stores count into it (docs/cost.md)
+        meter = Meter(keys.meter_family, clock=clock)  # both stores count into it (docs/cost.md)
         try:
             await migrate(engine)
             shops = ShopRegistry(engine, secret_key=settings.secret_key, clock=clock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import Clock, KVStore
 from .limits import Limits
+from .meter import Meter
 from .registry import OpenKV, open_kv
 from .types import KeyInfo, KVEntry, ListPage, Record
 
@@ -14,6 +15,7 @@ __all__ = [
     "KeyInfo",
     "Limits",
     "ListPage",
+    "Meter",
     "OpenKV",
     "Record",
     "open_kv",

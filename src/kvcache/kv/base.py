@@ -96,7 +96,7 @@ class KVStore(ABC):
     @meter.setter
     def meter(self, meter: Meter | None) -> None:
         if meter is not None and not isinstance(meter, Meter):
-            raise TypeError(f"meter must be a kvcache.kv.Meter, not {type(meter).__name__}")
+            raise TypeError(f"meter must be a kvcache.Meter, not {type(meter).__name__}")
         self._meter = meter
         self._tally = None if meter is None else meter.tally(self.namespace)
 

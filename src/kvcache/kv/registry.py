@@ -40,7 +40,7 @@ async def _open(
     options: dict[str, Any],
 ) -> KVStore:
     if meter is not None and not isinstance(meter, Meter):
-        raise TypeError(f"meter must be a kvcache.kv.Meter, not {type(meter).__name__}")
+        raise TypeError(f"meter must be a kvcache.Meter, not {type(meter).__name__}")
     if url is None:
         url = default_url()
     if not isinstance(url, str):
@@ -113,7 +113,7 @@ def open_kv(
     URLs: memory://, sqlite:///relative.db, sqlite:////absolute.db, redis://host:port/db,
     rediss://..., redis+cluster://host:port, cloudflare://ACCOUNT_ID/NAMESPACE_ID (Workers
     KV over its REST API; the URL names the namespace, so `namespace` is not used).
-    `meter` counts the store's billable operations (`kvcache.kv.Meter`, docs/cost.md).
+    `meter` counts the store's billable operations (`kvcache.Meter`, docs/cost.md).
     Extra keyword options go to the backend.
     """
     return OpenKV(url, namespace, limits, clock, meter, options)

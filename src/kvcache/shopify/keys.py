@@ -23,6 +23,7 @@ __all__ = [
     "customer_id_key",
     "customer_index_key",
     "family",
+    "meter_family",
     "normalize_email",
     "shop_config_key",
     "shop_prefix",
@@ -87,3 +88,27 @@ def family(key: str) -> str:
         return f"shop:{first}"
     second = tail.partition(":")[0]
     return f"{first}:{second}" if second else first
+
+
+#: The cache's own keys (its fence and lease bookkeeping) and the webhook claims.
+_INTERNAL = (".lease:", ".deleted:", ".purge:")
+_CLAIMS = "idem:"
+
+
+def meter_family(key: str) -> str:
+    """The billing meter's family of any key the service stores (a `Meter(family)`).
+
+    Like `family`, but safe for every key in CACHE and WEBHOOKS: the cache's own
+    keys are its kind and the family of the key they serve (`.lease:customer:email`),
+    webhook claims are `idem`, and any other key its first segment, so a metric
+    label never carries a shop, an e-mail or an id.
+    """
+    for kind in _INTERNAL:
+        if key.startswith(kind):
+            rest = key[len(kind) :]
+            return kind + (family(rest) if rest.startswith("shop:") else rest.partition(":")[0])
+    if key.startswith(_CLAIMS):
+        return "idem"
+    if key.startswith("shop:"):
+        return family(key)
+    return key.partition(":")[0]

@@ -18,7 +18,7 @@ from typing import Any
 from .. import KVBackendError, KVEntry, Limits, ListPage
 from .. import KVStore as AsyncKVStore
 from .. import open_kv as async_open_kv
-from ..kv import Clock
+from ..kv import Clock, Meter
 from ._portal import Portal, refuse_running_loop
 
 __all__ = ["KVStore", "core_of", "open_kv"]
@@ -223,9 +223,16 @@ def core_of(kv: object, user: str) -> tuple[AsyncKVStore, Portal]:
 
 
 async def _open(
-    url: str | None, namespace: str, limits: Limits | None, clock: Clock, options: dict[str, Any]
+    url: str | None,
+    namespace: str,
+    limits: Limits | None,
+    clock: Clock,
+    meter: Meter | None,
+    options: dict[str, Any],
 ) -> AsyncKVStore:
-    return await async_open_kv(url, namespace=namespace, limits=limits, clock=clock, **options)
+    return await async_open_kv(
+        url, namespace=namespace, limits=limits, clock=clock, meter=meter, **options
+    )
 
 
 def open_kv(
@@ -234,6 +241,7 @@ def open_kv(
     namespace: str = "default",
     limits: Limits | None = None,
     clock: Clock = time.time,
+    meter: Meter | None = None,
     **options: Any,
 ) -> KVStore:
     """Open a store by URL for sync code; the arguments are `kvcache.open_kv`'s.
@@ -245,7 +253,7 @@ def open_kv(
     refuse_running_loop()
     portal = Portal()
     try:
-        store = portal.run(_open(url, namespace, limits, clock, options))
+        store = portal.run(_open(url, namespace, limits, clock, meter, options))
     except BaseException:
         portal.close()
         raise
