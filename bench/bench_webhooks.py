@@ -3,30 +3,40 @@
 Reproduce (starts both servers itself on free 127.0.0.1 ports; Markdown to stdout):
 
     pip install -e '.[service]'
-    python bench/bench_webhooks.py              # --seconds 6 --generators 2
+    python bench/bench_webhooks.py              # --seconds 6 --generators 2 --open-share 0.5
 
 kvcache: `kvcache serve` on the embedded SQLite store (a fresh directory), the built-in
 customers/update invalidation handler, signed deliveries of which 10% repeat an
 earlier webhook id (duplicates). Peer: bench/_bare_app.py, a Starlette endpoint that
 reads the body and answers 200, on the same uvicorn (same workers, log level, no
-access log, the same event loop and HTTP parser). Each is measured at 50 and 200
-concurrent keep-alive connections, with 1 and 2 workers.
+access log, the same event loop and HTTP parser: uvicorn's "auto" picks, printed).
+Each is measured at 50 and 200 concurrent keep-alive connections, with 1 and 2 workers.
 
-The load comes from separate processes (`--generators`), each sending pre-built
-requests over raw asyncio streams (an HTTP client library would cost more CPU than
-the server under test); their CPU time is reported beside the figures. Latency is
-from the first byte sent to the last byte of the answer read.
+Two kinds of load (bench/_load.py), each from separate processes (`--generators`)
+sending pre-built requests over raw asyncio streams (an HTTP client library would
+cost more CPU than the server under test):
+
+- closed loop: each connection sends again as soon as it has its answer. Latency is
+  from the first byte sent to the last byte read; at saturation it is about
+  connections / throughput, whatever the server does per request.
+- open loop: a fixed offered rate, `--open-share` of the bare endpoint's closed-loop
+  req/s at 200 connections with the same workers, spread over 200 connections, the
+  same rate for both targets. Latency runs from each request's scheduled send time,
+  so a server that falls behind is charged for the queue (no coordinated omission).
+
+Beside each figure: the generators' CPU (share of one core, summed) and the
+server's CPU per answered request (all its processes, from /proc), which the
+machine's other load changes less than req/s.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib.util
 import json
 import multiprocessing
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +50,7 @@ from pathlib import Path
 
 import httpx
 
+from _load import WARMUP, Plan, generate
 from kvcache.shopify.samples import sample
 from kvcache.shopify.webhooks import signed_headers
 
@@ -47,7 +58,7 @@ HERE = Path(__file__).resolve().parent
 SECRET = "bench-secret"
 SHOP = "bench.myshopify.com"
 DUPLICATES = 0.10
-WARMUP = 1.0
+CONNECTIONS = (50, 200)
 
 
 def free_port() -> int:
@@ -89,63 +100,36 @@ def build_requests(count: int, seed: int) -> list[bytes]:
     return out
 
 
-async def _connection(
-    port: int,
-    requests: Iterator[bytes],
-    until: float,
-    record_from: float,
-    latencies: list[float],
-    statuses: dict[int, int],
-) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        for request in requests:
-            started = time.perf_counter()
-            if started >= until:
-                return
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
-            if started >= record_from:
-                latencies.append(time.perf_counter() - started)
-                statuses[status] = statuses.get(status, 0) + 1
-    finally:
-        writer.close()
+def _generator(plan: Plan, seed: int, out: str) -> None:
+    """One load process (spawned): its requests built before the clock starts."""
+    if plan.rate is None:
+        count = int(4000 * (plan.seconds + WARMUP)) + 1000
+    else:
+        share = plan.rate * len(plan.connections) / plan.total
+        count = int(share * (plan.seconds + WARMUP) * 1.2) + 1000
+    generate(plan, build_requests(count, seed), out)
 
 
-def generator(port: int, connections: int, seconds: float, seed: int, out: str) -> None:
-    """One load process: `connections` keep-alive connections for WARMUP + seconds."""
-    requests = iter(build_requests(int(4000 * (seconds + WARMUP)) + 1000, seed))
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-
-    async def main() -> float:
-        start = time.perf_counter()
-        record_from, until = start + WARMUP, start + WARMUP + seconds
-        await asyncio.gather(
-            *(
-                _connection(port, requests, until, record_from, latencies, statuses)
-                for _ in range(connections)
-            )
-        )
-        return time.perf_counter() - record_from
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    wall = asyncio.run(main())
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
-    Path(out).write_text(
-        json.dumps({"latencies": latencies, "statuses": statuses, "wall": wall, "cpu": cpu})
-    )
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its children (uvicorn's workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+        pending += [int(child) for child in children]
+    return total
 
 
 @dataclass
 class Row:
+    mode: str  # "closed", or "open @ N/s"
     target: str
     workers: int
     connections: int
@@ -155,10 +139,13 @@ class Row:
     p99: float
     max: float
     non_2xx: int
+    unsent: int
     generator_cpu: float  # share of one core, summed over the generator processes
+    server_cpu_us: float  # server CPU (all its processes) per answered request
 
     def cells(self) -> list[str]:
         return [
+            self.mode,
             self.target,
             str(self.workers),
             str(self.connections),
@@ -167,39 +154,59 @@ class Row:
             f"{self.median:.1f}",
             f"{self.p99:.1f}",
             f"{self.max:.1f}",
-            str(self.non_2xx),
+            str(self.non_2xx + self.unsent),
             f"{self.generator_cpu:.0%}",
+            f"{self.server_cpu_us:,.0f}",
         ]
+
+
+HEADER = (
+    "| load | target | workers | connections | req/s | mean ms | median ms | p99 ms | max ms "
+    "| non-2xx or unsent | generator CPU | server CPU µs/req |"
+)
 
 
 def load(
     target: str,
     workers: int,
+    server_pid: int,
     port: int,
     connections: int,
-    seconds: float,
-    generators: int,
+    args: argparse.Namespace,
     directory: Path,
+    rate: float | None = None,
 ) -> Row:
+    """One measurement: `args.generators` processes share `connections` (and `rate`)."""
     ctx = multiprocessing.get_context("spawn")
-    outs = [directory / f"gen-{i}.json" for i in range(generators)]
-    share = [connections // generators + (i < connections % generators) for i in range(generators)]
-    procs = [
-        ctx.Process(target=generator, args=(port, n, seconds, 1000 * i + connections, str(o)))
-        for i, (n, o) in enumerate(zip(share, outs, strict=True))
+    count = args.generators
+    outs = [directory / f"gen-{i}.json" for i in range(count)]
+    plans = [
+        Plan(port, list(range(i, connections, count)), connections, args.seconds, rate)
+        for i in range(count)
     ]
+    seed = random.Random(f"{target}{workers}{connections}{rate}").randrange(10**9)
+    procs = [
+        ctx.Process(target=_generator, args=(plan, seed + i, str(out)))
+        for i, (plan, out) in enumerate(zip(plans, outs, strict=True))
+    ]
+    cpu_before, started = _cpu_seconds(server_pid), time.monotonic()
     for proc in procs:
         proc.start()
     for proc in procs:
-        proc.join(seconds + 120)
+        proc.join(args.seconds + 120)
+    server_cpu = _cpu_seconds(server_pid) - cpu_before
+    elapsed = time.monotonic() - started
     results = [json.loads(out.read_text()) for out in outs]
     latencies = sorted(ms * 1000 for r in results for ms in r["latencies"])
     statuses: dict[str, int] = {}
     for r in results:
-        for status, count in r["statuses"].items():
-            statuses[status] = statuses.get(status, 0) + count
+        for status, n in r["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + n
     wall = max(r["wall"] for r in results)
+    # The server's CPU over the whole window (warm-up too), per request answered in it.
+    answered = len(latencies) * elapsed / wall if wall else 0
     return Row(
+        "closed" if rate is None else f"open @ {rate:,.0f}/s",
         target,
         workers,
         connections,
@@ -209,12 +216,15 @@ def load(
         latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         latencies[-1],
         sum(c for s, c in statuses.items() if not s.startswith("2")),
-        sum(r["cpu"] for r in results) / wall,
+        sum(r["unsent"] for r in results),
+        sum(r["cpu_share"] for r in results),
+        server_cpu / answered * 1e6 if answered else float("nan"),
     )
 
 
 @contextmanager
-def server(target: str, workers: int, directory: Path) -> Iterator[int]:
+def server(target: str, workers: int, directory: Path) -> Iterator[tuple[int, int]]:
+    """Start `target` on a free port; yields (port, pid of the server's main process)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KVCACHE_", "PROMETHEUS_"))}
     env["SHOPIFY_API_SECRET"] = SECRET
@@ -252,7 +262,7 @@ def server(target: str, workers: int, directory: Path) -> Iterator[int]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{target} did not start") from None
                 time.sleep(0.2)
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
         try:
@@ -262,50 +272,89 @@ def server(target: str, workers: int, directory: Path) -> Iterator[int]:
             process.wait()
 
 
+def _pick(rows: list[Row], mode: str, target: str, workers: int, connections: int) -> Row:
+    return next(
+        r
+        for r in rows
+        if (r.mode.split()[0], r.target, r.workers, r.connections)
+        == (mode, target, workers, connections)
+    )
+
+
+def _report(rows: list[Row], workers_runs: tuple[int, ...]) -> None:
+    print(HEADER)
+    print("|---" * HEADER.count(" | ") + "|---|")
+    for row in rows:
+        print("| " + " | ".join(row.cells()) + " |")
+    print()
+    print("| target | measured | limit | met |")
+    print("|---|---|---|---|")
+    for workers in workers_runs:
+        for connections in CONNECTIONS:
+            bare, ours = (
+                _pick(rows, "closed", t, workers, connections) for t in ("bare", "kvcache")
+            )
+            ratio = ours.rps / bare.rps
+            met = "yes" if ratio >= 0.5 else "NO"
+            print(
+                f"| req/s kvcache / bare, closed loop, {workers} worker(s), {connections} "
+                f"connections | {ratio:.2f}x | >= 0.5x | {met} |"
+            )
+            cpu = ours.server_cpu_us / bare.server_cpu_us
+            print(
+                f"| (context) server CPU per request, kvcache / bare, same run | {cpu:.2f}x | | |"
+            )
+        closed = _pick(rows, "closed", "kvcache", workers, 200)
+        opened = [r for r in rows if r.mode != "closed" and r.target == "kvcache"]
+        for ours in [closed, *(r for r in opened if r.workers == workers)]:
+            met = "yes" if ours.p99 < 20 and not ours.non_2xx + ours.unsent else "NO"
+            print(
+                f"| kvcache p99, {ours.mode}, {workers} worker(s), 200 connections | "
+                f"{ours.p99:.1f} ms | < 20 ms | {met} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--generators", type=int, default=2)
-    args = parser.parse_args()
-    rows: list[Row] = []
-    for workers in (1, 2):
-        for target in ("bare", "kvcache"):
-            with tempfile.TemporaryDirectory(prefix="kvcache-bench-") as tmp:
-                with server(target, workers, Path(tmp)) as port:
-                    for connections in (50, 200):
-                        rows.append(
-                            load(
-                                target,
-                                workers,
-                                port,
-                                connections,
-                                args.seconds,
-                                args.generators,
-                                Path(tmp),
-                            )
-                        )
-                        print(f"  {' | '.join(rows[-1].cells())}", file=sys.stderr)
-    print(
-        "| target | workers | connections | req/s | mean ms | median ms | p99 ms | max ms "
-        "| non-2xx | generator CPU |"
+    parser.add_argument(
+        "--open-share",
+        type=float,
+        default=0.5,
+        help="open-loop rate as a share of the bare endpoint's closed-loop req/s (200 conns)",
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row.cells()) + " |")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    parsers = [name for name in ("httptools", "uvloop") if importlib.util.find_spec(name)]
+    print(
+        f"load average {os.getloadavg()[0]:.2f} at the start; uvicorn http/loop 'auto' "
+        f"(installed: {', '.join(parsers) or 'neither httptools nor uvloop: h11, asyncio'})"
+    )
     print()
-    print("| workers | connections | kvcache / bare req/s | kvcache p99 ms |")
-    print("|---|---|---|---|")
-    for workers in (1, 2):
-        for connections in (50, 200):
-            bare, ours = (
-                next(
-                    r
-                    for r in rows
-                    if (r.target, r.workers, r.connections) == (t, workers, connections)
-                )
-                for t in ("bare", "kvcache")
-            )
-            print(f"| {workers} | {connections} | {ours.rps / bare.rps:.2f}x | {ours.p99:.1f} |")
+    rows: list[Row] = []
+
+    def measure(target: str, workers: int, runs: list[tuple[int, float | None]]) -> list[Row]:
+        with tempfile.TemporaryDirectory(prefix="kvcache-bench-") as tmp:
+            with server(target, workers, Path(tmp)) as (port, pid):
+                for connections, rate in runs:
+                    rows.append(
+                        load(target, workers, pid, port, connections, args, Path(tmp), rate)
+                    )
+                    print(f"  {' | '.join(rows[-1].cells())}", file=sys.stderr)
+        return rows[-len(runs) :]
+
+    closed: list[tuple[int, float | None]] = [(n, None) for n in CONNECTIONS]
+    for workers in args.workers:
+        # Open loop: `open_share` of each target's closed-loop req/s at 200 connections,
+        # each rate offered to both targets (on freshly started servers).
+        capacities = [measure(t, workers, closed)[-1].rps for t in ("bare", "kvcache")]
+        rates: list[tuple[int, float | None]] = [(200, args.open_share * c) for c in capacities]
+        for target in ("kvcache", "bare"):
+            measure(target, workers, rates)
+    _report(rows, tuple(args.workers))
+    print()
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":

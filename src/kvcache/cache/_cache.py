@@ -18,14 +18,14 @@ write so that a fill begun before them cannot store (see `_fence`).
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
 
 from ..kv import validation as v
 from ..kv.base import KVStore
 from ..kv.errors import KVValidationError
 from ._breaker import STORE_ERRORS, CircuitBreaker, logger
-from ._fence import Fence, Fences
+from ._fence import BURY_MAX, Fence, Fences
 from ._flight import Flights, Host
 from ._local import IMMUTABLE, MISS, LocalTier
 from ._ttl import DEFAULT, CacheTTLWarning, TTLPolicy, check_seconds
@@ -50,7 +50,7 @@ def _check_fetch(fetch: object) -> None:
 
 
 class Cache:
-    """A cache over a `KVStore`: `get`, `set`, `delete`, `delete_prefix`, `get_or_set`, `lookup`.
+    """A cache over a `KVStore`: get, set, delete(_many), delete_prefix, get_or_set, lookup.
 
     `prefix` is prepended to every key in the store (never part of stats'
     families). `local_ttl` adds an in-process LRU tier of `local_maxsize` keys.
@@ -395,20 +395,42 @@ class Cache:
 
     async def delete(self, key: str) -> None:
         """Invalidate `key` here and in the store, where a tombstone stops older fills."""
-        full = self._full_key(key)
-        counters = self._stats.family(key)
-        if self._local is not None:
-            self._local.drop(full)
-        await self._flights.invalidate(full)
-        if self._skip_store(full, "DELETE", counters):
-            return
-        try:
-            await self._fences.bury(full, key)
-        except STORE_ERRORS as exc:
-            self._failed("delete", exc, counters)
-            return
-        self._breaker.success()
-        counters.deletes += 1
+        await self.delete_many((key,))
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """`delete` of every key, in one store write per BURY_MAX (5,000) keys.
+
+        Fails open like `delete`; returns how many keys the store took, so a caller
+        that must know (a webhook's invalidation) sees a failed or skipped write.
+        """
+        names = [(self._full_key(key), key) for key in keys]
+        for full, _ in names:
+            if self._local is not None:
+                self._local.drop(full)
+            await self._flights.invalidate(full)
+        taken = 0
+        for start in range(0, len(names), BURY_MAX):
+            batch = names[start : start + BURY_MAX]
+            counters = [self._stats.family(key) for _, key in batch]
+            if self._breaker.open_until:
+                for full, _ in batch:
+                    v.check_key(full, "DELETE", self.kv.limits)
+                if not self._breaker.allow():  # else this batch is the probe
+                    for family in counters:
+                        family.skipped += 1
+                    continue
+            try:
+                await self._fences.bury(batch)
+            except STORE_ERRORS as exc:
+                for family in counters[1:]:
+                    family.errors += 1
+                self._failed("delete", exc, counters[0])
+                continue
+            self._breaker.success()
+            for family in counters:
+                family.deletes += 1
+            taken += len(batch)
+        return taken
 
     async def delete_prefix(self, prefix: str) -> int:
         """Invalidate every key starting with `prefix`, across all pages; returns how many."""

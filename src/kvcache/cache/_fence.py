@@ -37,7 +37,7 @@ from ..kv.base import KVStore
 from ..kv.types import KeyInfo
 from ._breaker import STORE_ERRORS
 
-__all__ = ["LEASE", "TOMBSTONE_METADATA", "Fence", "Fences", "internal_key"]
+__all__ = ["BURY_MAX", "LEASE", "TOMBSTONE_METADATA", "Fence", "Fences", "internal_key"]
 
 #: The cache's own keys: `<prefix>.lease:<key>` (Flights), `<prefix>.purge:<scope>` and
 #: `<prefix>.deleted:<key>` (marks).
@@ -54,6 +54,8 @@ CLOCK_SKEW: Final = 1.0
 MAX_DEPTH: Final = 8
 #: What tombstones and marks must outlive beyond the slowest fill allowed to store.
 _MARGIN: Final = 10
+#: Keys one `bury` takes: a tombstone and a mark each, within `put_many`'s limit.
+BURY_MAX: Final = v.BULK_WRITE_MAX // 2
 #: Families whose purge-mark names a cache keeps computed (then it starts over).
 _MAX_FAMILIES: Final = 10_000
 
@@ -113,11 +115,16 @@ class Fences:
     def tombstone(self) -> str:
         return f"~{secrets.token_hex(8)}|"
 
-    async def bury(self, full: str, key: str) -> None:
-        """Invalidate one key: a fresh tombstone, whatever was there, and its mark."""
-        v.check_key(full, "DELETE", self.kv.limits)
-        mark = self._mark(internal_key(self.prefix, DELETED, key, self.kv))
-        await self.kv.put_many([mark, self._tombstone(full, self.tombstone())])
+    async def bury(self, names: list[tuple[str, str]]) -> None:
+        """Invalidate (full key, key) pairs in one `put_many`: each a fresh tombstone,
+        whatever was there, and its mark. At most BURY_MAX pairs (two entries each)."""
+        limits, tombstone = self.kv.limits, self.tombstone()
+        entries: list[dict[str, Any]] = []
+        for full, key in names:
+            v.check_key(full, "DELETE", limits)
+            entries.append(self._mark(internal_key(self.prefix, DELETED, key, self.kv)))
+            entries.append(self._tombstone(full, tombstone))
+        await self.kv.put_many(entries)
 
     async def purge(self, prefix: str) -> AsyncIterator[list[str]]:
         """Mark `prefix`'s scope, then bury every live entry under it; yields each batch."""

@@ -68,14 +68,18 @@ _DELETE_IF_EQUALS = (
     "DELETE FROM kv WHERE namespace = ? AND key = ? AND value = ? "
     "AND (expiration IS NULL OR expiration > ?)"
 )
-_LIST = (
-    "SELECT key, expiration, metadata FROM kv WHERE namespace = ? AND key > ? AND key >= ? "
-    "AND (expiration IS NULL OR expiration > ?) ORDER BY key LIMIT ?"
-)
-_LIST_BOUNDED = (
-    "SELECT key, expiration, metadata FROM kv WHERE namespace = ? AND key > ? AND key >= ? "
-    "AND key < ? AND (expiration IS NULL OR expiration > ?) ORDER BY key LIMIT ?"
-)
+#: (a cursor past the prefix start: "key > ?" | else "key >= prefix") x (with an upper bound).
+#: One lower bound only: given two, SQLite ranges the index on the first (often '') and
+#: scans every key of the namespace below the prefix.
+_LIST_SELECT = "SELECT key, expiration, metadata FROM kv WHERE namespace = ? AND key {} ? "
+_LIST_TAIL = "AND (expiration IS NULL OR expiration > ?) ORDER BY key LIMIT ?"
+_LISTS = {
+    (after, bounded): _LIST_SELECT.format(">" if after else ">=")
+    + ("AND key < ? " if bounded else "")
+    + _LIST_TAIL
+    for after in (True, False)
+    for bounded in (True, False)
+}
 
 
 def prefix_upper_bound(prefix: str) -> str | None:
@@ -262,13 +266,13 @@ class SQLiteStore(KVStore):
 
     async def _list(self, prefix: str, start_after: str, limit: int) -> tuple[list[KeyInfo], bool]:
         upper = prefix_upper_bound(prefix) if prefix else None
+        after = start_after >= prefix
+        low = start_after if after else prefix
+        sql = _LISTS[after, upper is not None]
         now = self.clock()
-        params: tuple[object, ...]
-        if upper is None:
-            sql, params = _LIST, (self.namespace, start_after, prefix, now, limit + 1)
-        else:
-            sql = _LIST_BOUNDED
-            params = (self.namespace, start_after, prefix, upper, now, limit + 1)
+        params: tuple[object, ...] = (self.namespace, low, now, limit + 1)
+        if upper is not None:
+            params = (self.namespace, low, upper, now, limit + 1)
         rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
         keys = [
             KeyInfo(name, expires, None if meta is None else decode_metadata(meta, name))

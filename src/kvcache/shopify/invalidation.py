@@ -11,10 +11,12 @@
                                     rows in the delivery log
 
 The cache fails open, so a delete against a store that is down would pass
-silently. Every delete the cache skips or that fails is counted as an error, so
-when the error count moved during a handler's deletes, it reads the keys back
-from the store (which raises when it is down) and fails unless they are gone:
-the delivery answers 500 and Shopify's retry invalidates again.
+silently. A handler's keys go in one `Cache.delete_many`, which says how many
+the store took; when that is not all of them (the write failed, or the breaker
+skipped it), the handler reads the keys back from the store (which raises when
+it is down) and fails unless they are gone: the delivery answers 500 and
+Shopify's retry invalidates again. A purge
+compares the cache's counts of failed and skipped calls the same way.
 """
 
 from __future__ import annotations
@@ -50,11 +52,8 @@ async def _index(cache: Cache, prefix: str) -> list[str]:
 
 async def _delete_verified(cache: Cache, names: Iterable[str]) -> int:
     unique = list(dict.fromkeys(names))
-    errors = cache.stats().errors
-    for name in unique:
-        await cache.delete(name)
-    if cache.stats().errors == errors:
-        return len(unique)  # every delete reached the store: a skipped or failed one counts
+    if await cache.delete_many(unique) == len(unique):
+        return len(unique)  # the store took every tombstone
     for start in range(0, len(unique), _GET_MANY_MAX):
         batch = [cache.prefix + name for name in unique[start : start + _GET_MANY_MAX]]
         left = [
@@ -89,12 +88,18 @@ async def forget_customer(
     return await _delete_verified(cache, names)
 
 
+def _missed(cache: Cache) -> int:
+    """Store calls the cache failed or skipped (its breaker open) so far."""
+    stats = cache.stats()
+    return stats.errors + stats.skipped
+
+
 async def purge_shop(cache: Cache, shop: str) -> int:
     """Delete everything cached for `shop`; fails if anything is left."""
     prefix = keys.shop_prefix(shop)
-    errors = cache.stats().errors
+    missed = _missed(cache)
     removed = await cache.delete_prefix(prefix)
-    if cache.stats().errors == errors:
+    if _missed(cache) == missed:
         return removed
     page = await cache.kv.list(prefix=cache.prefix + prefix, limit=1)
     if page.keys:

@@ -17,13 +17,14 @@ import base64
 import hashlib
 import hmac
 import inspect
-import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from ..kv._json import loads as json_loads
 
 __all__ = [
     "Delivery",
@@ -185,7 +186,7 @@ def parse_delivery(headers: Mapping[str, str], body: bytes) -> Delivery:
     if len(webhook_id) > MAX_ID_CHARS or not webhook_id.isprintable():
         raise DeliveryError(f"X-Shopify-Webhook-Id must be 1..{MAX_ID_CHARS} printable characters")
     try:
-        payload = json.loads(body)
+        payload = json_loads(body)  # json.loads' result, decoded by msgspec when it can
     except (ValueError, UnicodeDecodeError) as exc:
         raise DeliveryError(f"the body is not JSON: {exc}") from exc
     if not isinstance(payload, dict):
