@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Plan", "generate"]
+__all__ = ["WARMUP", "Plan", "Tally", "closed", "generate"]
 
 WARMUP = 1.0
 #: How long past the end of an open-loop run a connection that fell behind may go on.
@@ -39,7 +39,7 @@ class Plan:
 
 
 @dataclass
-class _Tally:
+class Tally:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     unsent: int = 0
@@ -62,8 +62,8 @@ async def _exchange(
     return int(head[9:12])
 
 
-async def _closed(
-    port: int, requests: Iterator[bytes], record_from: float, until: float, tally: _Tally
+async def closed(
+    port: int, requests: Iterator[bytes], record_from: float, until: float, tally: Tally
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -85,7 +85,7 @@ async def _open(
     interval: float,
     record_from: float,
     until: float,
-    tally: _Tally,
+    tally: Tally,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -107,14 +107,14 @@ async def _open(
 
 def generate(plan: Plan, requests: list[bytes], out: str) -> None:
     """Run `plan` for WARMUP + seconds (the warm-up is not recorded); write JSON to `out`."""
-    tally = _Tally()
+    tally = Tally()
     feed = iter(requests)
 
     async def main() -> tuple[float, float]:
         start = time.perf_counter() + 0.05
         record_from, until = start + WARMUP, start + WARMUP + plan.seconds
         if plan.rate is None:
-            runs = [_closed(plan.port, feed, record_from, until, tally) for _ in plan.connections]
+            runs = [closed(plan.port, feed, record_from, until, tally) for _ in plan.connections]
         else:
             interval = plan.total / plan.rate
             runs = [

@@ -27,7 +27,8 @@ import time
 from itertools import repeat
 from pathlib import Path
 
-from bench_webhooks import WARMUP, _connection, build_requests, server
+from _load import WARMUP, Tally, closed
+from bench_webhooks import build_requests, server
 from kvcache.shopify.db import migrate, open_database
 from kvcache.shopify.history import History, minute_of
 
@@ -69,17 +70,14 @@ async def populate(database: str) -> int:
 
 
 async def hammer(port: int, request: bytes, connections: int, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    tally = Tally()
     start = time.perf_counter()
     record_from, until = start + WARMUP, start + WARMUP + seconds
     before = resource.getrusage(resource.RUSAGE_SELF)
     await asyncio.gather(
-        *(
-            _connection(port, repeat(request), until, record_from, latencies, statuses)
-            for _ in range(connections)
-        )
+        *(closed(port, repeat(request), record_from, until, tally) for _ in range(connections))
     )
+    latencies, statuses = tally.latencies, tally.statuses
     wall = time.perf_counter() - record_from
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -98,12 +96,9 @@ async def hammer(port: int, request: bytes, connections: int, seconds: float) ->
 async def deliveries(port: int, count: int) -> None:
     """Fill the delivery log through the service (built-in customers/update handler)."""
     requests = iter(build_requests(count, seed=12))
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    tally = Tally()
     far = time.perf_counter() + 600
-    await asyncio.gather(
-        *(_connection(port, requests, far, 0.0, latencies, statuses) for _ in range(10))
-    )
+    await asyncio.gather(*(closed(port, requests, 0.0, far, tally) for _ in range(10)))
 
 
 def main() -> None:
@@ -116,7 +111,7 @@ def main() -> None:
         directory = Path(tmp)
         (directory / ".kvcache").mkdir()
         rows = asyncio.run(populate(f"sqlite+aiosqlite:///{directory}/.kvcache/app.db"))
-        with server("kvcache", args.workers, directory) as port:
+        with server("kvcache", args.workers, directory) as (port, _pid):
             asyncio.run(deliveries(port, 300))
             results = {}
             for path in ("/api/dashboard?minutes=60", "/api/cache/stats"):
