@@ -25,8 +25,9 @@ from ..kv import validation as v
 from ..kv.base import KVStore
 from ..kv.errors import KVValidationError
 from ._breaker import STORE_ERRORS, CircuitBreaker, logger
-from ._fence import BURY_MAX, Fence, Fences
+from ._fence import Fence, Fences
 from ._flight import Flights, Host
+from ._invalidate import Invalidations
 from ._local import IMMUTABLE, MISS, LocalTier
 from ._ttl import DEFAULT, CacheTTLWarning, TTLPolicy, check_seconds
 from .decorators import CachedFunction, P, cached
@@ -128,6 +129,9 @@ class Cache:
                 dumps=serializer.dumps,
             )
         )
+        self._invalidations = Invalidations(
+            kv, prefix, self._local, self._flights, self._fences, self._breaker, self._stats
+        )
         self._ttl.default = self._ttl.base(default_ttl, "default_ttl")
 
     # -- reads -------------------------------------------------------------
@@ -216,12 +220,12 @@ class Cache:
                 _check_fetch(fetch)
                 counters.stale_hits += 1
                 self._flights.refresh(
-                    full, key, fetch, self._fill_args(ttl, negative_ttl, stale_ttl, lock), raw
+                    full, key, fetch, self._ttl.fill_args(ttl, negative_ttl, stale_ttl, lock), raw
                 )
                 return value  # type: ignore[no-any-return]
         counters.misses += 1
         _check_fetch(fetch)
-        args = self._fill_args(ttl, negative_ttl, stale_ttl, lock)
+        args = self._ttl.fill_args(ttl, negative_ttl, stale_ttl, lock)
         value, serialized = await self._flights.fill(full, key, fetch, args, seen, raw)
         if serialized is None or value.__class__ in IMMUTABLE:
             return value  # type: ignore[no-any-return]
@@ -263,7 +267,7 @@ class Cache:
         `@cache.cached("customer:email:{email}", ttl=1800)` caches `find(email)`.
         The wrapper also has `.key(...)` and `await .invalidate(...)`.
         """
-        base, negative, _, _ = self._fill_args(ttl, negative_ttl, stale_ttl, lock)
+        base, negative, _, _ = self._ttl.fill_args(ttl, negative_ttl, stale_ttl, lock)
         options = {"ttl": base, "negative_ttl": negative, "stale_ttl": stale_ttl, "lock": lock}
         return cached(self, template, options)
 
@@ -398,66 +402,18 @@ class Cache:
         await self.delete_many((key,))
 
     async def delete_many(self, keys: Iterable[str]) -> int:
-        """`delete` of every key, in one store write per BURY_MAX (5,000) keys.
+        """`delete` of every key, in one store write per 5,000 keys.
 
         Fails open like `delete`; returns how many keys the store took, so a caller
         that must know (a webhook's invalidation) sees a failed or skipped write.
         """
-        names = [(self._full_key(key), key) for key in keys]
-        for full, _ in names:
-            if self._local is not None:
-                self._local.drop(full)
-            await self._flights.invalidate(full)
-        taken = 0
-        for start in range(0, len(names), BURY_MAX):
-            batch = names[start : start + BURY_MAX]
-            counters = [self._stats.family(key) for _, key in batch]
-            if self._breaker.open_until:
-                for full, _ in batch:
-                    v.check_key(full, "DELETE", self.kv.limits)
-                if not self._breaker.allow():  # else this batch is the probe
-                    for family in counters:
-                        family.skipped += 1
-                    continue
-            try:
-                await self._fences.bury(batch)
-            except STORE_ERRORS as exc:
-                for family in counters[1:]:
-                    family.errors += 1
-                self._failed("delete", exc, counters[0])
-                continue
-            self._breaker.success()
-            for family in counters:
-                family.deletes += 1
-            taken += len(batch)
-        return taken
+        return await self._invalidations.delete_many([(self._full_key(k), k) for k in keys])
 
     async def delete_prefix(self, prefix: str) -> int:
         """Invalidate every key starting with `prefix`, across all pages; returns how many."""
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
-        full = self.prefix + prefix
-        if self._local is not None:
-            self._local.drop_prefix(full)
-        await self._flights.invalidate(full, prefix=True)
-        counters = self._stats.family(prefix)
-        if self._breaker.open_until:
-            v.check_prefix(full, self.kv.limits)
-            if not self._breaker.allow():
-                counters.skipped += 1
-                return 0
-        removed = 0
-        skip = len(self.prefix)
-        try:
-            async for names in self._fences.purge(prefix):
-                for name in names:
-                    self._stats.family(name[skip:]).deletes += 1
-                removed += len(names)
-        except STORE_ERRORS as exc:
-            self._failed("delete_prefix", exc, counters)
-            return removed
-        self._breaker.success()
-        return removed
+        return await self._invalidations.delete_prefix(prefix)
 
     # -- statistics and lifecycle -------------------------------------------
 
@@ -495,20 +451,3 @@ class Cache:
         if key.__class__ is not str:
             raise TypeError(f"key must be str, not {type(key).__name__}")
         return self.prefix + key
-
-    def _fill_args(
-        self,
-        ttl: float | None,
-        negative_ttl: float | None,
-        stale_ttl: float | None,
-        lock: bool,
-    ) -> tuple[int | None, int | None, float, bool]:
-        """get_or_set's options checked, TTLs in whole seconds: (ttl, negative, stale, lock)."""
-        base = self._ttl.base(ttl, "ttl")
-        negative = None
-        if negative_ttl is not None:
-            negative = self._ttl.base(negative_ttl, "negative_ttl")
-        stale = 0.0 if stale_ttl is None else check_seconds("stale_ttl", stale_ttl, zero_ok=True)
-        if base is not None and base + math.ceil(stale) > v.INT32_MAX:
-            raise KVValidationError(f"Invalid stale_ttl: ttl + stale_ttl exceeds {v.INT32_MAX}.")
-        return base, negative, stale, bool(lock)

@@ -111,6 +111,23 @@ class TTLPolicy:
             seconds = minimum
         return seconds
 
+    def fill_args(
+        self,
+        ttl: float | None,
+        negative_ttl: float | None,
+        stale_ttl: float | None,
+        lock: bool,
+    ) -> tuple[int | None, int | None, float, bool]:
+        """get_or_set's options checked, TTLs in whole seconds: (ttl, negative, stale, lock)."""
+        base = self.base(ttl, "ttl")
+        negative = None
+        if negative_ttl is not None:
+            negative = self.base(negative_ttl, "negative_ttl")
+        stale = 0.0 if stale_ttl is None else check_seconds("stale_ttl", stale_ttl, zero_ok=True)
+        if base is not None and base + math.ceil(stale) > INT32_MAX:
+            raise KVValidationError(f"Invalid stale_ttl: ttl + stale_ttl exceeds {INT32_MAX}.")
+        return base, negative, stale, bool(lock)
+
     def jittered(self, ttl: int) -> int:
         """`ttl` shortened by a random fraction up to `jitter`, never below the minimum."""
         if not self.jitter:
