@@ -146,7 +146,7 @@ async def test_a_checkpoint_kept_busy_by_an_old_snapshot_loses_and_raises_nothin
         await settle(kv)
         assert kv._checkpointer.checkpoints >= 1
         assert kv._checkpointer.failures == 0
-    assert rows(db) == 2 + len(keys) + len(more)
+    assert rows(db, "key != 'again'") == 1 + len(keys) + len(more)
 
 
 def _read_only(path: str) -> sqlite3.Connection:

@@ -25,7 +25,7 @@ from typing import ClassVar, TypeVar
 
 from . import _sqlite_schema as schema
 from ._sqlite_checkpoint import Checkpointer
-from ._sqlite_wait import Locked, is_busy, retry
+from ._sqlite_wait import Locked, is_busy, retry, retry_blocking
 from ._url import DEFAULT_PATH, redact_url, sqlite_path, url_options
 from .base import Clock, KVStore
 from .errors import KVBackendError, KVConfigError
@@ -157,14 +157,22 @@ class SQLiteStore(KVStore):
         return self
 
     def _prepare(self) -> None:
-        """WAL mode and tables, waiting inside SQLite up to busy_timeout (off the loop)."""
-        with self._lock:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            try:
-                schema.enable_wal(self._conn)
-                schema.prepare(self._conn)
-            finally:
-                self._conn.execute("PRAGMA busy_timeout = 0")
+        """WAL mode and tables, waiting up to busy_timeout (blocking: this is the worker thread).
+
+        SQLite's busy handler waits for most locks; switching a new file to WAL while
+        other openers read it fails as busy at once, and is tried again (`retry_blocking`).
+        """
+
+        def attempt() -> None:
+            with self._lock:
+                self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                try:
+                    schema.enable_wal(self._conn)
+                    schema.prepare(self._conn)
+                finally:
+                    self._conn.execute("PRAGMA busy_timeout = 0")
+
+        retry_blocking(attempt, self.busy_timeout)
 
     def _fail(self, exc: BaseException) -> KVBackendError:
         return KVBackendError(f"{exc} ({self.path})", backend=self.backend, cause=exc)
