@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["Locked", "is_busy", "retry"]
+__all__ = ["Locked", "is_busy", "retry", "retry_blocking"]
 
 _T = TypeVar("_T")
 
@@ -53,4 +53,20 @@ async def retry(attempt: Callable[[], _T], timeout: float) -> _T:
         except Locked:
             if left <= 0:
                 raise
+        pause = min(PAUSE_MAX, pause * 2)
+
+
+def retry_blocking(attempt: Callable[[], _T], timeout: float) -> _T:
+    """`retry` for a worker thread, which may sleep: call `attempt` until it stops failing
+    as busy (sqlite3's error, re-raised after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    pause = PAUSE_MIN
+    while True:
+        try:
+            return attempt()
+        except sqlite3.Error as exc:
+            left = deadline - time.monotonic()
+            if not is_busy(exc) or left <= 0:
+                raise
+        time.sleep(min(left, pause * random.uniform(0.5, 1.5)))
         pause = min(PAUSE_MAX, pause * 2)

@@ -7,11 +7,14 @@ has no busy timeout, and a write that finds another process holding the lock is
 retried with `await` (`_sqlite_wait`) until `busy_timeout` is spent, so the loop
 keeps serving other tasks meanwhile. Every write is one statement or one short
 IMMEDIATE transaction, so nothing is ever half-written; the thread lock that
-guards the connection is never held across an await.
+guards the connection is never held across an await. What can take milliseconds
+(checkpoints, opening: WAL recovery and the schema, closing: the last connection's
+checkpoint) runs on the store's worker thread (`_sqlite_checkpoint`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import sqlite3
@@ -21,7 +24,8 @@ from collections.abc import Callable
 from typing import ClassVar, TypeVar
 
 from . import _sqlite_schema as schema
-from ._sqlite_wait import Locked, is_busy, retry
+from ._sqlite_checkpoint import Checkpointer
+from ._sqlite_wait import Locked, is_busy, retry, retry_blocking
 from ._url import DEFAULT_PATH, redact_url, sqlite_path, url_options
 from .base import NOT_READY, Clock, KVStore, NotReady
 from .errors import KVBackendError, KVConfigError
@@ -38,6 +42,9 @@ SCHEMA_VERSION = schema.SCHEMA_VERSION
 #: at about 0.6 µs a write (a sweep of 512 rows costs ~150 µs).
 PURGE_EVERY_WRITES = 256
 PURGE_SWEEP_ROWS = 512
+#: A write that finds the WAL past twice its limit (the checkpoint cannot get the lock from
+#: writers at full speed) returns after this pause, in every process that writes the file.
+BEHIND_PAUSE = 0.001
 
 _T = TypeVar("_T")
 _Op = Callable[[sqlite3.Connection], _T]
@@ -135,6 +142,8 @@ class SQLiteStore(KVStore):
                 check_same_thread=False,
                 cached_statements=256,
             )
+            # Commits never checkpoint on the loop: the worker thread does (_sqlite_checkpoint).
+            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
             # Reused by the hottest calls, under the lock; fetchall() runs each statement
             # to its end, so no read transaction outlives a call.
             self._cursor = self._conn.cursor()
@@ -142,18 +151,40 @@ class SQLiteStore(KVStore):
             raise KVBackendError(
                 f"cannot open {path!r}: {exc}", backend=self.backend, cause=exc
             ) from exc
+        self._checkpointer = Checkpointer(path)
 
     async def open(self) -> SQLiteStore:
-        """Switch the file to WAL and create or upgrade its tables; returns the store."""
+        """Switch the file to WAL and create or upgrade its tables; returns the store.
+
+        On the worker thread: the first read of a file recovers a WAL left by a process
+        that died, and other openers may hold the lock; the loop runs on meanwhile.
+        """
         try:
-            await self._run(schema.enable_wal)
-            await self._run(schema.prepare)
-        except KVBackendError as exc:
-            self._conn.close()
+            await asyncio.wrap_future(self._checkpointer.submit(self._prepare))
+        except sqlite3.Error as exc:
+            await self._close()
             raise KVBackendError(
-                f"cannot use {self.path!r}: {exc.cause}", backend=self.backend, cause=exc.cause
-            ) from exc.cause
+                f"cannot use {self.path!r}: {exc}", backend=self.backend, cause=exc
+            ) from exc
         return self
+
+    def _prepare(self) -> None:
+        """WAL mode and tables, waiting up to busy_timeout (blocking: this is the worker thread).
+
+        SQLite's busy handler waits for most locks; switching a new file to WAL while
+        other openers read it fails as busy at once, and is tried again (`retry_blocking`).
+        """
+
+        def attempt() -> None:
+            with self._lock:
+                self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                try:
+                    schema.enable_wal(self._conn)
+                    schema.prepare(self._conn)
+                finally:
+                    self._conn.execute("PRAGMA busy_timeout = 0")
+
+        retry_blocking(attempt, self.busy_timeout)
 
     def _fail(self, exc: BaseException) -> KVBackendError:
         return KVBackendError(f"{exc} ({self.path})", backend=self.backend, cause=exc)
@@ -192,7 +223,13 @@ class SQLiteStore(KVStore):
                 cause=cause,
             ) from cause
 
-    def _wrote(self, count: int = 1) -> None:
+    async def _wrote(self, count: int = 1, *, purge: bool = True) -> None:
+        """After a commit of `count` rows: maybe purge, maybe checkpoint (off the loop), and
+        while the WAL is far past its limit, pause so the checkpoint can take the lock."""
+        if self._checkpointer.wrote(count):
+            await asyncio.sleep(BEHIND_PAUSE)
+        if not purge:
+            return
         self._writes += count
         if self._writes >= PURGE_EVERY_WRITES:
             self._writes = 0
@@ -303,30 +340,34 @@ class SQLiteStore(KVStore):
                 self._cursor.execute(_PUT, params)
         except sqlite3.Error as exc:
             await self._retry(exc, lambda conn: conn.execute(_PUT, params))
-        self._wrote()
+        await self._wrote()
 
     async def _put_many(self, records: list[Record]) -> None:
         namespace = self.namespace
         await self._execute_many(_PUT, [(namespace, *record[:_STORED]) for record in records])
-        self._wrote(len(records))
+        await self._wrote(len(records))
 
     async def _delete(self, key: str) -> None:
         await self._execute(_DELETE, (self.namespace, key))
+        await self._wrote(purge=False)
 
     async def _delete_many(self, keys: list[str]) -> None:
         namespace = self.namespace
         await self._execute_many(_DELETE, [(namespace, key) for key in keys])
+        await self._wrote(len(keys), purge=False)
 
     async def _put_if_absent(self, record: Record) -> bool:
         changed = await self._execute(
             _PUT_IF_ABSENT, (self.namespace, *record[:_STORED], self.clock())
         )
-        self._wrote()
+        await self._wrote()
         return changed == 1
 
     async def _delete_if_equals(self, key: str, value: bytes) -> bool:
         params = (self.namespace, key, value, self.clock())
-        return await self._execute(_DELETE_IF_EQUALS, params) == 1
+        deleted = await self._execute(_DELETE_IF_EQUALS, params) == 1
+        await self._wrote(purge=False)
+        return deleted
 
     async def _stored_bytes(self) -> int | None:
         params = (self.namespace, self.clock())
@@ -334,8 +375,13 @@ class SQLiteStore(KVStore):
         return int(row[0])
 
     async def _close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        """Close on the worker thread: the last connection to a file checkpoints it."""
+
+        def close() -> None:
+            with self._lock:
+                self._conn.close()
+
+        await asyncio.wrap_future(self._checkpointer.close(then=close))
 
 
 async def from_url(
