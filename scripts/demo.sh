@@ -6,7 +6,7 @@
 #   a customer looked up twice (a miss that reaches Shopify, then a hit), a customer created,
 #   the shop's configuration read and updated, a customers/update webhook that changes an
 #   e-mail and the look-ups that follow it, duplicates and a forged delivery, the cache
-#   statistics, and an app/uninstalled. Everything it started is stopped on the way out.
+#   statistics, the cost projection and the dashboard, and an app/uninstalled. Everything it started is stopped on the way out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -141,6 +141,12 @@ echo "== the cache statistics (/api/cache/stats)"
 $py -c 'import httpx, json, sys; print(json.dumps(httpx.get(sys.argv[1]).json(), indent=1))' "$address/api/cache/stats" | sed 's/^/  /'
 echo "== what the service counted (/metrics)"
 $py -c 'import httpx, sys; print(httpx.get(sys.argv[1]).text)' "$address/metrics" | grep -E '^kvcache_webhooks_total' | sed 's/^/  /'
+echo "== what this traffic would cost a month on Workers KV and D1 (kvcache cost, from the metered operations)"
+# /api/cost writes the service's buffered history first; the CLI then reads the app database.
+$py -c 'import httpx, sys; httpx.get(sys.argv[1]).raise_for_status()' "$address/api/cost"
+$kv cost --window 1h | sed 's/^/  /'
+echo "== the dashboard: $address/dashboard (loopback clients only while KVCACHE_ADMIN_TOKEN is unset)"
+$py -c 'import httpx, sys; r = httpx.get(sys.argv[1]); print("  GET /dashboard ->", r.status_code, r.headers["content-type"])' "$address/dashboard"
 
 echo
 echo "== app/uninstalled: the shop is marked uninstalled, its token deleted, its cache purged"

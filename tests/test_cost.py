@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kvcache.cost import DAY, PRICES, Usage, parse_window, project
+from kvcache.cost import DAY, PRICES, SHORT_WINDOW, Usage, describe_seconds, parse_window, project
 
 MONTH = 30 * DAY
 
@@ -143,3 +143,14 @@ def test_windows(text: str, seconds: float) -> None:
 def test_bad_windows_say_what_they_want(text: str) -> None:
     with pytest.raises(ValueError, match="window must"):
         parse_window(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(12.4, "12 s"), (600, "10.0 min"), (3 * 3600, "3.00 h"), (3 * 86400, "3.0 days")],
+)
+def test_a_short_window_is_said_and_warned(seconds: float, shown: str) -> None:
+    report = project(Usage(seconds, {("read", "customer:email"): 10.0}))
+    codes = [warning["code"] for warning in report["warnings"]]
+    assert ("short_window" in codes) == (seconds < SHORT_WINDOW)
+    assert describe_seconds(seconds) == shown

@@ -25,7 +25,9 @@ __all__ = [
     "D1Prices",
     "KVPrices",
     "Prices",
+    "SHORT_WINDOW",
     "Usage",
+    "describe_seconds",
     "parse_window",
     "project",
 ]
@@ -116,6 +118,8 @@ class Usage:
         return sum(n for (name, _), n in self.counts.items() if name == op)
 
 
+#: A window shorter than this gets a `short_window` warning with its projection.
+SHORT_WINDOW = 3600.0
 _WINDOW = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
 
@@ -256,4 +260,25 @@ def _warnings(
         warnings.append(
             {"code": "no_data", "message": "no store operations recorded yet in the window"}
         )
+    elif usage.window_seconds < SHORT_WINDOW:
+        warnings.append(
+            {
+                "code": "short_window",
+                "message": (
+                    f"only {describe_seconds(usage.window_seconds)} observed: a month scaled "
+                    "from so short a stretch takes its burst for the steady rate"
+                ),
+            }
+        )
     return warnings
+
+
+def describe_seconds(seconds: float) -> str:
+    """`42 s`, `12.5 min`, `3.20 h` or `2.0 days`: a window as a person reads it."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * DAY:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / DAY:.1f} days"

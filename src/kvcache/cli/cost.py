@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..cost import parse_window, project
+from ..cost import describe_seconds, parse_window, project
 from ..errors import KVError
 from ._common import write_json
 from ._errors import fail
@@ -64,8 +64,8 @@ async def _projection(url: str, window: float) -> dict[str, Any]:
 def _table(report: dict[str, Any]) -> str:
     observed, monthly = report["observed"], report["monthly"]
     kv, d1 = report["workers_kv"], report["d1"]["paid"]
-    hours = report["window_seconds"] / 3600
-    lines = [f"Observed over {hours:.2f} h, projected to a 30-day month:", ""]
+    observed_for = describe_seconds(report["window_seconds"])
+    lines = [f"Observed over {observed_for}, projected to a 30-day month:", ""]
     lines.append(f"{'operation':<14}{'observed':>14}{'per month':>18}{'Paid overage $':>16}")
     for name in ("reads", "writes", "deletes", "lists"):
         usd = kv["paid"]["by_operation_usd"][name]
