@@ -135,6 +135,27 @@ async def test_reads_hold_no_snapshot_between_calls(db: Path) -> None:
             other.close()
 
 
+async def test_stored_bytes_scans_off_the_loop(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A scan of a whole namespace can take long on a big file: it runs on the store's
+    # worker thread, on a connection of its own.
+    opened_on: list[int] = []
+    connect = sqlite3.connect
+
+    def recording_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened_on.append(threading.get_ident())
+        conn: sqlite3.Connection = connect(*args, **kwargs)
+        return conn
+
+    async with kvcache.open_kv(url_for(db)) as kv:
+        await kv.put_many([{"key": f"k{i}", "value": "v" * 10} for i in range(100)])
+        monkeypatch.setattr(sqlite3, "connect", recording_connect)
+        assert await kv.stored_bytes() == 100 * 10 + sum(len(f"k{i}") for i in range(100))
+        monkeypatch.undo()
+        assert opened_on and threading.get_ident() not in opened_on
+    with pytest.raises(KVBackendError):
+        await kv.stored_bytes()
+
+
 async def test_many_namespaces_in_one_file(db: Path) -> None:
     stores = [await kvcache.open_kv(url_for(db), namespace=f"ns{i}") for i in range(5)]
     try:

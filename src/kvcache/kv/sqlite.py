@@ -370,9 +370,29 @@ class SQLiteStore(KVStore):
         return deleted
 
     async def _stored_bytes(self) -> int | None:
+        """A scan of the whole namespace: on the store's worker thread, on a connection of its
+        own, so a large namespace never holds up the loop (an in-memory file has no other
+        connection to see it, and is small)."""
         params = (self.namespace, self.clock())
-        row = await self._run(lambda conn: conn.execute(_STORED_BYTES, params).fetchone())
-        return int(row[0])
+        if self.path == ":memory:":
+            row = await self._run(lambda conn: conn.execute(_STORED_BYTES, params).fetchone())
+            return int(row[0])
+
+        def scan() -> int:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            try:
+                return int(conn.execute(_STORED_BYTES, params).fetchone()[0])
+            finally:
+                conn.close()
+
+        try:
+            done = self._checkpointer.submit(scan)
+        except RuntimeError as exc:  # the worker thread ended with the store
+            raise self._fail(exc) from exc
+        try:
+            return await asyncio.wrap_future(done)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
 
     async def _close(self) -> None:
         """Close on the worker thread: the last connection to a file checkpoints it."""
