@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 
+from ..shopify._tasks import stop
 from .admin_routes import admin_routes
 from .api_routes import api_routes
 from .cost_routes import cost_routes
@@ -72,9 +73,7 @@ def build_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> 
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop(task)
             state.push_cache()
             await service.close()
 

@@ -17,7 +17,6 @@ flushes the rest. The claims in the store, not this log, decide what runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -29,6 +28,7 @@ from sqlalchemy import and_, case, delete, func, literal, literal_column, or_, s
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ._tasks import stop
 from .db import data_requests, deliveries
 from .webhooks import Delivery
 
@@ -118,10 +118,7 @@ class DeliveryLog:
     async def close(self) -> None:
         """Stop the writer and write what is pending."""
         writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+        await stop(writer)
         await self.flush()
 
     async def _write_batches(self) -> None:

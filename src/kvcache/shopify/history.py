@@ -14,7 +14,6 @@ pruned after `retention` (7 days by default) by `prune()`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -26,6 +25,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ._tasks import stop
 from .db import metric_minutes
 
 __all__ = ["History", "Point", "labels_key", "minute_of"]
@@ -129,10 +129,7 @@ class History:
     async def close(self) -> None:
         """Stop the writer and write what is buffered."""
         writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+        await stop(writer)
         await self.flush()
 
     async def _write_every(self) -> None:
