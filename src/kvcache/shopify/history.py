@@ -79,24 +79,8 @@ class History:
         self.retention = retention
         self.flush_every = flush_every
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        add = insert(metric_minutes)
-        self._add = add.on_conflict_do_update(
-            index_elements=[
-                metric_minutes.c.minute,
-                metric_minutes.c.series,
-                metric_minutes.c.labels,
-            ],
-            set_={"value": metric_minutes.c.value + add.excluded.value},
-        )
-        put = insert(metric_minutes)
-        self._set = put.on_conflict_do_update(
-            index_elements=[
-                metric_minutes.c.minute,
-                metric_minutes.c.series,
-                metric_minutes.c.labels,
-            ],
-            set_={"value": put.excluded.value},
-        )
+        self._add = _upsert(insert, lambda old, new: old + new)  # counters grow
+        self._set = _upsert(insert, lambda old, new: new)  # gauges: the last writer wins
         self._counters: dict[_Key, float] = {}
         self._gauges: dict[_Key, float] = {}
         self._lock = asyncio.Lock()
@@ -209,6 +193,16 @@ class History:
                 delete(metric_minutes).where(metric_minutes.c.minute < horizon)
             )
         return int(result.rowcount or 0)
+
+
+def _upsert(insert: Any, value: Callable[[Any, Any], Any]) -> Any:
+    """INSERT ... ON CONFLICT (minute, series, labels) DO UPDATE SET value = value(old, new)."""
+    stmt = insert(metric_minutes)
+    c = metric_minutes.c
+    return stmt.on_conflict_do_update(
+        index_elements=[c.minute, c.series, c.labels],
+        set_={"value": value(c.value, stmt.excluded.value)},
+    )
 
 
 def _rows(items: Iterable[tuple[_Key, float]]) -> list[dict[str, Any]]:
