@@ -29,7 +29,7 @@ from . import validation as v
 from ._json import loads
 from .errors import KVValidationError
 from .limits import Limits
-from .meter import Meter, Tally
+from .meter import Meter, Tally, check_meter
 from .types import KeyInfo, KVEntry, ListPage, Record
 
 __all__ = ["NOT_READY", "Clock", "KVStore", "NotReady"]
@@ -95,10 +95,9 @@ class KVStore(ABC):
 
     @meter.setter
     def meter(self, meter: Meter | None) -> None:
-        if meter is not None and not isinstance(meter, Meter):
-            raise TypeError(f"meter must be a kvcache.Meter, not {type(meter).__name__}")
-        self._meter = meter
-        self._tally = None if meter is None else meter.tally(self.namespace)
+        checked = check_meter(meter)
+        self._meter = checked
+        self._tally = None if checked is None else checked.tally(self.namespace)
 
     # -- reads -------------------------------------------------------------
 

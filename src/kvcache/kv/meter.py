@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["OPS", "Bucket", "Meter", "Reading", "Stored", "Tally", "first_segment"]
+__all__ = ["OPS", "Bucket", "Meter", "Reading", "Stored", "Tally", "check_meter", "first_segment"]
 
 #: The counted operations: the four Workers KV bills, writes it would reject, and the
 #: keys listings returned (what a listing would read on D1).
@@ -312,3 +312,10 @@ class Meter:
 
     def __repr__(self) -> str:
         return f"<Meter namespaces={sorted(self._tallies)!r}>"
+
+
+def check_meter(meter: object) -> Meter | None:
+    """`meter` if it is a Meter or None; TypeError otherwise (the store's `meter=`)."""
+    if meter is not None and not isinstance(meter, Meter):
+        raise TypeError(f"meter must be a kvcache.Meter, not {type(meter).__name__}")
+    return meter

@@ -12,7 +12,7 @@ from ._url import default_url, parse_url, redact_url
 from .base import Clock, KVStore
 from .errors import KVConfigError
 from .limits import Limits
-from .meter import Meter
+from .meter import Meter, check_meter
 
 __all__ = ["BACKENDS", "OpenKV", "open_kv", "redact_url"]
 
@@ -39,8 +39,7 @@ async def _open(
     meter: Meter | None,
     options: dict[str, Any],
 ) -> KVStore:
-    if meter is not None and not isinstance(meter, Meter):
-        raise TypeError(f"meter must be a kvcache.Meter, not {type(meter).__name__}")
+    check_meter(meter)  # before a store is opened, so a bad meter leaves none open
     if url is None:
         url = default_url()
     if not isinstance(url, str):
