@@ -33,7 +33,7 @@ from .kv._json import dumps_readable, loads
 from .kv.base import KVStore
 from .kv.validation import INT32_MAX
 
-__all__ = ["Claim", "Idempotency", "Outcome", "State"]
+__all__ = ["DEFAULT_PREFIX", "Claim", "Idempotency", "Outcome", "State"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 COMPLETE_MARGIN = 1.0
 #: How often a claim is retried when the conflicting record vanishes before it is read.
 CLAIM_ATTEMPTS = 3
+#: What every claim's key starts with unless `prefix=` says otherwise.
+DEFAULT_PREFIX = "idem:"
 
 
 class State(Enum):
@@ -234,7 +236,7 @@ class Idempotency:
         *,
         lease_ttl: int = 300,
         result_ttl: int = 86400,
-        prefix: str = "idem:",
+        prefix: str = DEFAULT_PREFIX,
         best_effort: bool = False,
     ) -> None:
         if not isinstance(kv, KVStore):

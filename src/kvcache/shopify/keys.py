@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..cache._fence import DELETED, LEASE, PURGE
+from ..idempotency import DEFAULT_PREFIX
+
 __all__ = [
     "customer_email_key",
     "customer_id",
@@ -90,9 +93,8 @@ def family(key: str) -> str:
     return f"{first}:{second}" if second else first
 
 
-#: The cache's own keys (its fence and lease bookkeeping) and the webhook claims.
-_INTERNAL = (".lease:", ".deleted:", ".purge:")
-_CLAIMS = "idem:"
+#: The kinds of the cache's own keys (its lease and fence bookkeeping).
+_INTERNAL = (LEASE, DELETED, PURGE)
 
 
 def meter_family(key: str) -> str:
@@ -107,7 +109,7 @@ def meter_family(key: str) -> str:
         if key.startswith(kind):
             rest = key[len(kind) :]
             return kind + (family(rest) if rest.startswith("shop:") else rest.partition(":")[0])
-    if key.startswith(_CLAIMS):
+    if key.startswith(DEFAULT_PREFIX):  # the webhook claims (Idempotency's keys)
         return "idem"
     if key.startswith("shop:"):
         return family(key)

@@ -18,6 +18,7 @@ from typing import Any
 from .. import Claim as AsyncClaim
 from .. import Idempotency as AsyncIdempotency
 from .. import Outcome
+from ..idempotency import DEFAULT_PREFIX
 from ._portal import Portal, on_caller
 from ._store import KVStore, core_of
 
@@ -75,7 +76,7 @@ class Idempotency:
         *,
         lease_ttl: int = 300,
         result_ttl: int = 86400,
-        prefix: str = "idem:",
+        prefix: str = DEFAULT_PREFIX,
         best_effort: bool = False,
     ) -> None:
         store, self._portal = core_of(kv, "Idempotency")
