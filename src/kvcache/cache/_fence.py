@@ -37,7 +37,16 @@ from ..kv.base import KVStore
 from ..kv.types import KeyInfo
 from ._breaker import STORE_ERRORS
 
-__all__ = ["BURY_MAX", "LEASE", "TOMBSTONE_METADATA", "Fence", "Fences", "internal_key"]
+__all__ = [
+    "BURY_MAX",
+    "DELETED",
+    "LEASE",
+    "PURGE",
+    "TOMBSTONE_METADATA",
+    "Fence",
+    "Fences",
+    "internal_key",
+]
 
 #: The cache's own keys: `<prefix>.lease:<key>` (Flights), `<prefix>.purge:<scope>` and
 #: `<prefix>.deleted:<key>` (marks).
