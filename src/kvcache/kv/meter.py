@@ -183,10 +183,10 @@ class Tally:
         if len(last_write) > self._prune_at:
             self._prune(now)
 
-    def _count(self, op: str, key: str) -> None:
+    def _count(self, op: str, key: str, n: int = 1) -> None:
         family = self._families.get(key) or self._family_of(key)
         counts = self._ops[op]
-        counts[family] = counts.get(family, 0) + 1
+        counts[family] = counts.get(family, 0) + n
 
     # -- what the store calls (after the backend answered) --------------------
 
@@ -209,9 +209,7 @@ class Tally:
         self._tick()
         self._count("list", prefix)
         if returned:
-            family = self._families.get(prefix) or self._family_of(prefix)
-            counts = self._ops["list_key"]
-            counts[family] = counts.get(family, 0) + returned
+            self._count("list_key", prefix, returned)
 
     def write(self, key: str) -> None:
         """One write of `key` (`put`'s path): noted with its time, counted a batch at a time."""
