@@ -130,7 +130,14 @@ class Cache:
             )
         )
         self._invalidations = Invalidations(
-            kv, prefix, self._local, self._flights, self._fences, self._breaker, self._stats
+            kv,
+            prefix,
+            self._local,
+            self._flights,
+            self._fences,
+            self._breaker,
+            self._stats,
+            self._failed,
         )
         self._ttl.default = self._ttl.base(default_ttl, "default_ttl")
 

@@ -9,6 +9,7 @@ the breaker, and while the breaker is open the call is skipped and counted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..kv import validation as v
@@ -17,7 +18,7 @@ from ._breaker import STORE_ERRORS, CircuitBreaker
 from ._fence import BURY_MAX, Fences
 from ._flight import Flights
 from ._local import LocalTier
-from .stats import StatsRecorder
+from .stats import Counters, StatsRecorder
 
 __all__ = ["Invalidations"]
 
@@ -33,6 +34,8 @@ class Invalidations:
     fences: Fences
     breaker: CircuitBreaker
     stats: StatsRecorder
+    #: The cache's own handling of a failed store call: count it, tell the breaker.
+    failed: Callable[[str, BaseException, Counters], None]
 
     async def delete_many(self, names: list[tuple[str, str]]) -> int:
         """Invalidate each (store key, cache key); returns how many the store took."""
@@ -54,9 +57,9 @@ class Invalidations:
             try:
                 await self.fences.bury(batch)
             except STORE_ERRORS as exc:
-                for family in counters:
+                for family in counters[1:]:
                     family.errors += 1
-                self.breaker.failure("delete", exc)
+                self.failed("delete", exc, counters[0])
                 continue
             self.breaker.success()
             for family in counters:
@@ -84,8 +87,7 @@ class Invalidations:
                     self.stats.family(name[skip:]).deletes += 1
                 removed += len(names)
         except STORE_ERRORS as exc:
-            counters.errors += 1
-            self.breaker.failure("delete_prefix", exc)
+            self.failed("delete_prefix", exc, counters)
             return removed
         self.breaker.success()
         return removed
