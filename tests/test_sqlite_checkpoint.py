@@ -31,7 +31,7 @@ WRITERS = 4
 #: Each writer puts this many ~3 KB values (a page each): ~160 MB of WAL if nothing emptied it.
 PUTS = 10_000
 VALUE = "v" * 3_000
-#: Generous: the WAL is emptied past WAL_LIMIT, but four writers flat out add ~40 MB a second
+#: Generous: the WAL restarts past WAL_LIMIT, but four writers flat out add ~40 MB a second
 #: while a checkpoint waits for the write lock (34 MB above the limit was seen).
 WAL_BOUND = 4 * checkpoint.WAL_LIMIT
 
@@ -77,7 +77,9 @@ async def test_commits_leave_checkpoints_to_the_worker_thread(db: Path) -> None:
         await settle(kv)
         assert kv._checkpointer.checkpoints >= 1
         assert kv._checkpointer.failures == 0
-        assert wal_size(db) < checkpoint.WAL_LIMIT
+        # Restarted, not truncated: the file keeps its length, new frames start over.
+        assert kv._checkpointer.frames() < checkpoint.WAL_FRAMES
+        assert wal_size(db) <= WAL_BOUND
         assert await kv.get_many(keys[-100:]) == dict.fromkeys(keys[-100:], VALUE)
     assert rows(db) == len(keys)
 
@@ -132,7 +134,7 @@ async def test_a_checkpoint_kept_busy_by_an_old_snapshot_loses_and_raises_nothin
             await settle(kv)
             assert kv._checkpointer.busy >= 1
             assert kv._checkpointer.checkpoints == 0
-            assert wal_size(db) >= checkpoint.WAL_LIMIT  # it could not be emptied
+            assert kv._checkpointer.frames() >= checkpoint.WAL_FRAMES  # it could not restart
             assert await kv.get_many(keys[-100:]) == dict.fromkeys(keys[-100:], VALUE)
         finally:
             reader.execute("COMMIT")
@@ -212,3 +214,30 @@ async def test_a_process_killed_while_writing_leaves_a_usable_file(db: Path) -> 
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+async def test_the_frame_count_is_sqlites_own(db: Path) -> None:
+    async with kvcache.open_kv(url_for(db), namespace="n") as opened:
+        kv = store_of(opened)
+        for i in range(50):
+            await kv.put(f"k{i}", VALUE)
+        busy, log, _ = kv._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and log > 0
+        assert kv._checkpointer.frames() == log
+
+
+async def test_a_checkpoint_restarts_the_wal_without_truncating_it(db: Path) -> None:
+    async with kvcache.open_kv(url_for(db), namespace="r") as opened:
+        kv = store_of(opened)
+        await write_past_the_limit(kv, "r", rounds=1)
+        await settle(kv)
+        done = kv._checkpointer.checkpoints
+        while kv._checkpointer.checkpoints == done:  # one more, with no write meanwhile
+            kv._checkpointer._not_before = 0.0
+            kv._checkpointer.request()
+            await settle(kv)
+        length = wal_size(db)
+        assert length >= checkpoint.WAL_LIMIT // 2  # the file keeps its length ...
+        assert kv._checkpointer.frames() <= 2  # ... and starts over (the restart's commit)
+        await kv.put("after", VALUE)
+        assert wal_size(db) == length  # the next frames overwrite it from its start

@@ -6,8 +6,9 @@ thread would. Writes run there too, but never wait inside SQLite: the connection
 has no busy timeout, and a write that finds another process holding the lock is
 retried with `await` (`_sqlite_wait`) until `busy_timeout` is spent, so the loop
 keeps serving other tasks meanwhile. Every write is one statement or one short
-IMMEDIATE transaction, so nothing is ever half-written; the thread lock that
-guards the connection is never held across an await. What can take milliseconds
+IMMEDIATE transaction, so nothing is ever half-written, and the writes concurrent
+tasks make in one loop iteration share one commit (`_sqlite_batch`); the thread
+lock that guards the connection is never held across an await. What can take milliseconds
 (checkpoints, opening: WAL recovery and the schema, closing: the last connection's
 checkpoint) runs on the store's worker thread (`_sqlite_checkpoint`).
 """
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from typing import ClassVar, TypeVar
 
 from . import _sqlite_schema as schema
+from ._sqlite_batch import GroupCommit
 from ._sqlite_checkpoint import Checkpointer
 from ._sqlite_wait import Locked, is_busy, retry, retry_blocking
 from ._url import DEFAULT_PATH, redact_url, sqlite_path, url_options
@@ -152,6 +154,15 @@ class SQLiteStore(KVStore):
                 f"cannot open {path!r}: {exc}", backend=self.backend, cause=exc
             ) from exc
         self._checkpointer = Checkpointer(path)
+        self._behind = False
+        self._writes_ = GroupCommit(
+            self._conn,
+            self._lock,
+            busy_timeout=busy_timeout,
+            fail=self._fail,
+            locked=self._locked,
+            committed=self._committed,
+        )
 
     async def open(self) -> SQLiteStore:
         """Switch the file to WAL and create or upgrade its tables; returns the store.
@@ -216,24 +227,15 @@ class SQLiteStore(KVStore):
             return await retry(lambda: self._attempt(op), self.busy_timeout)
         except Locked as locked:
             cause = locked.__cause__ or locked
-            raise KVBackendError(
-                f"{cause}: another connection held the write lock for busy_timeout="
-                f"{self.busy_timeout:g} s ({self.path})",
-                backend=self.backend,
-                cause=cause,
-            ) from cause
+            raise self._locked(cause) from cause
 
-    async def _wrote(self, count: int = 1, *, purge: bool = True) -> None:
-        """After a commit of `count` rows: maybe purge, maybe checkpoint (off the loop), and
-        while the WAL is far past its limit, pause so the checkpoint can take the lock."""
-        if self._checkpointer.wrote(count):
-            await asyncio.sleep(BEHIND_PAUSE)
-        if not purge:
-            return
-        self._writes += count
-        if self._writes >= PURGE_EVERY_WRITES:
-            self._writes = 0
-            self._purge()
+    def _locked(self, cause: BaseException) -> KVBackendError:
+        return KVBackendError(
+            f"{cause}: another connection held the write lock for busy_timeout="
+            f"{self.busy_timeout:g} s ({self.path})",
+            backend=self.backend,
+            cause=cause,
+        )
 
     def _purge(self) -> None:
         """Sweep one bounded stretch for expired rows; skipped when the file is busy."""
@@ -319,55 +321,50 @@ class SQLiteStore(KVStore):
             return keys[:limit], True
         return keys, False
 
-    async def _execute(self, sql: str, params: tuple[object, ...]) -> int:
-        """One write statement; returns the number of rows it changed."""
-        cursor = await self._run(lambda conn: conn.execute(sql, params))
-        return cursor.rowcount
+    async def _write(
+        self, sql: str, params: object, *, many: bool = False, rows: int = 1, sweeps: bool = True
+    ) -> int:
+        """One write (grouped with other tasks' writes, `_sqlite_batch`); the rows it changed.
 
-    async def _execute_many(self, sql: str, rows: list[tuple[object, ...]]) -> None:
-        """One statement over many rows, all in one IMMEDIATE transaction or not at all."""
+        While the WAL is far past its limit it returns after a pause, in every process
+        that writes the file, so the checkpoint can take the lock (`_committed`)."""
+        changed = await self._writes_.write(sql, params, many=many, rows=rows, sweeps=sweeps)
+        if self._behind:
+            await asyncio.sleep(BEHIND_PAUSE)
+        return changed
 
-        def op(conn: sqlite3.Connection) -> None:
-            with schema.transaction(conn):
-                conn.executemany(sql, rows)
-
-        await self._run(op)
+    def _committed(self, rows: int, sweep_rows: int) -> None:
+        """After a commit of `rows` rows: maybe checkpoint (off the loop), maybe purge."""
+        self._behind = self._checkpointer.wrote(rows)
+        if sweep_rows:
+            self._writes += sweep_rows
+            if self._writes >= PURGE_EVERY_WRITES:
+                self._writes = 0
+                self._purge()
 
     async def _put(self, record: Record) -> None:
-        params = (self.namespace, *record[:_STORED])
-        try:  # _run inlined, as in _get_value
-            with self._lock:
-                self._cursor.execute(_PUT, params)
-        except sqlite3.Error as exc:
-            await self._retry(exc, lambda conn: conn.execute(_PUT, params))
-        await self._wrote()
+        await self._write(_PUT, (self.namespace, *record[:_STORED]))
 
     async def _put_many(self, records: list[Record]) -> None:
         namespace = self.namespace
-        await self._execute_many(_PUT, [(namespace, *record[:_STORED]) for record in records])
-        await self._wrote(len(records))
+        rows = [(namespace, *record[:_STORED]) for record in records]
+        await self._write(_PUT, rows, many=True, rows=len(rows))
 
     async def _delete(self, key: str) -> None:
-        await self._execute(_DELETE, (self.namespace, key))
-        await self._wrote(purge=False)
+        await self._write(_DELETE, (self.namespace, key), sweeps=False)
 
     async def _delete_many(self, keys: list[str]) -> None:
         namespace = self.namespace
-        await self._execute_many(_DELETE, [(namespace, key) for key in keys])
-        await self._wrote(len(keys), purge=False)
+        rows = [(namespace, key) for key in keys]
+        await self._write(_DELETE, rows, many=True, rows=len(rows), sweeps=False)
 
     async def _put_if_absent(self, record: Record) -> bool:
-        changed = await self._execute(
-            _PUT_IF_ABSENT, (self.namespace, *record[:_STORED], self.clock())
-        )
-        await self._wrote()
-        return changed == 1
+        params = (self.namespace, *record[:_STORED], self.clock())
+        return await self._write(_PUT_IF_ABSENT, params) == 1
 
     async def _delete_if_equals(self, key: str, value: bytes) -> bool:
         params = (self.namespace, key, value, self.clock())
-        deleted = await self._execute(_DELETE_IF_EQUALS, params) == 1
-        await self._wrote(purge=False)
-        return deleted
+        return await self._write(_DELETE_IF_EQUALS, params, sweeps=False) == 1
 
     async def _stored_bytes(self) -> int | None:
         """A scan of the whole namespace: on the store's worker thread, on a connection of its
@@ -396,6 +393,7 @@ class SQLiteStore(KVStore):
 
     async def _close(self) -> None:
         """Close on the worker thread: the last connection to a file checkpoints it."""
+        await self._writes_.drain()
 
         def close() -> None:
             with self._lock:
