@@ -6,8 +6,8 @@ Reproduce (starts both servers itself on free 127.0.0.1 ports; Markdown to stdou
     python bench/bench_webhooks.py              # --seconds 6 --generators 2 --open-share 0.5
 
 kvcache: `kvcache serve` on the embedded SQLite store (a fresh directory), the built-in
-customers/update invalidation handler, signed deliveries of which 10% repeat an
-earlier webhook id (duplicates). Peer: bench/_bare_app.py, a Starlette endpoint that
+customers/update invalidation handler, signed deliveries of which 10% repeat one sent
+at least 400 requests earlier (duplicates). Peer: bench/_bare_app.py, a Starlette endpoint that
 reads the body and answers 200, on the same uvicorn (same workers, log level, no
 access log, the same event loop and HTTP parser: uvicorn's "auto" picks, printed).
 Each is measured at 50 and 200 concurrent keep-alive connections, with 1 and 2 workers.
@@ -58,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 SECRET = "bench-secret"
 SHOP = "bench.myshopify.com"
 DUPLICATES = 0.10
+SETTLED = 400
 CONNECTIONS = (50, 200)
 
 
@@ -77,8 +78,10 @@ def build_requests(count: int, seed: int) -> list[bytes]:
     out: list[bytes] = []
     sent: list[tuple[bytes, dict[str, str]]] = []
     for _ in range(count):
-        if sent and rng.random() < DUPLICATES:
-            body, headers = rng.choice(sent)
+        # A duplicate repeats a delivery sent at least SETTLED requests earlier: one that
+        # has been answered (a copy of one still in flight is answered 409, by contract).
+        if len(sent) > SETTLED and rng.random() < DUPLICATES:
+            body, headers = rng.choice(sent[:-SETTLED])
         else:
             payload["id"] = rng.randrange(1, 10**12)
             payload["email"] = f"c{payload['id']}@example.com"

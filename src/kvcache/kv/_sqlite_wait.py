@@ -25,9 +25,11 @@ __all__ = ["Locked", "is_busy", "retry", "retry_blocking"]
 _T = TypeVar("_T")
 
 #: Awaited pauses double from PAUSE_MIN to PAUSE_MAX, each with ±50% jitter so that
-#: waiting processes do not retry in step.
-PAUSE_MIN = 0.001
-PAUSE_MAX = 0.008
+#: waiting processes do not retry in step. A write lock is held for one commit, well under
+#: a millisecond, so shorter pauses (they were 1 to 8 ms) get a waiting write in sooner;
+#: four writers flat out still meet their figures with them (BENCHMARKS.md).
+PAUSE_MIN = 0.0005
+PAUSE_MAX = 0.004
 
 
 class Locked(Exception):
