@@ -354,7 +354,8 @@ def main() -> None:
         capacities = [measure(t, workers, closed)[-1].rps for t in ("bare", "kvcache")]
         rates: list[tuple[int, float | None]] = [(200, args.open_share * c) for c in capacities]
         for target in ("kvcache", "bare"):
-            measure(target, workers, rates)
+            for rate in rates:  # one server each: a rate it cannot keep up with leaves a backlog
+                measure(target, workers, [rate])
     _report(rows, tuple(args.workers))
     print()
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
