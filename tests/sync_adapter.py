@@ -59,6 +59,10 @@ class AwaitableSyncStore:
     def relaxable(self) -> bool:
         return self.sync.relaxable
 
+    @property
+    def same_key_write_interval(self) -> float:
+        return self.sync.same_key_write_interval
+
     async def get(self, key: str, type: str = "text", *, cache_ttl: int | None = None) -> Any:
         return await asyncio.to_thread(self.sync.get, key, type, cache_ttl=cache_ttl)
 

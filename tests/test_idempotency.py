@@ -457,3 +457,73 @@ async def test_bad_keys_are_refused_before_any_work(kv: KVStore) -> None:
         await idem.run("k" * 600, handler)
     assert info.value.status == 414
     assert handler.count == 0
+
+
+# -- a store that refuses a second write of one key within an interval (Workers KV) ----
+
+
+class OneWritePerInterval(MemoryStore):
+    """Workers KV's 1 write/s/key, shortened: a faster second write of a key fails (429)."""
+
+    same_key_write_interval = 0.25
+
+    def __init__(self) -> None:
+        super().__init__(limits=Limits.relaxed())
+        self.last: dict[str, float] = {}
+        self.writes: list[str] = []
+
+    def _wrote(self, key: str) -> None:
+        now = asyncio.get_running_loop().time()
+        last = self.last.get(key)
+        if last is not None and now - last < self.same_key_write_interval:
+            raise KVBackendError("KV PUT failed: 429 Too Many Requests", backend=self.backend)
+        self.last[key] = now
+        self.writes.append(key)
+
+    async def _put(self, record: Any) -> None:
+        self._wrote(record[0])
+        await super()._put(record)
+
+    async def _put_if_absent(self, record: Any) -> bool:
+        if self._live(record[0]) is None:  # a write only where the key is free
+            self._wrote(record[0])
+        return await super()._put_if_absent(record)
+
+    async def _delete_if_equals(self, key: str, value: bytes) -> bool:
+        live = self._live(key)
+        if live is not None and live[0] == value:
+            self._wrote(key)
+        return await super()._delete_if_equals(key, value)
+
+
+async def test_a_completion_waits_out_the_stores_same_key_write_interval() -> None:
+    kv = OneWritePerInterval()
+    idem = Idempotency(kv, lease_ttl=60)
+    assert await idem.run("k", Calls("done")) == Outcome("done", duplicate=False)
+    assert kv.writes == ["idem:k", "idem:k"]  # the claim, then the completion: both taken
+    assert await idem.run("k", Calls("again")) == Outcome("done", duplicate=True)
+
+
+async def test_a_release_waits_it_out_too_so_the_retry_can_claim() -> None:
+    kv = OneWritePerInterval()
+    idem = Idempotency(kv, lease_ttl=60)
+    with pytest.raises(RuntimeError):
+        await idem.run("k", Calls(error=RuntimeError("handler failed")))
+    assert kv.writes == ["idem:k", "idem:k"]  # the claim, then its release
+    assert await stored(kv, "k") is None  # released: the retry runs it
+    await asyncio.sleep(kv.same_key_write_interval)  # a sender's retry comes later still
+    assert await idem.run("k", Calls("retried")) == Outcome("retried", duplicate=False)
+
+
+async def test_stores_without_the_limit_wait_for_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("kvcache.idempotency.asyncio.sleep", sleep)
+    idem = Idempotency(MemoryStore())
+    await idem.run("k", Calls())
+    with pytest.raises(RuntimeError):
+        await idem.run("other", Calls(error=RuntimeError("x")))
+    assert slept == []

@@ -18,10 +18,12 @@ webhook layer answers them with a retryable status.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import math
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -139,6 +141,7 @@ class Claim:
         held: str | None = None,
         expires: int | None = None,
         stored: _Record | None = None,
+        wrote_at: float | None = None,
     ) -> None:
         self.key = key
         self.duplicate = stored is not None
@@ -149,6 +152,7 @@ class Claim:
         self._held = held  # the exact IN_PROGRESS text we wrote; None once given up
         self._expires = expires
         self._token = token
+        self._wrote_at = wrote_at  # monotonic time of our last write of the key
 
     async def complete(self, result: Any) -> None:
         """Record the result, fenced by our token.
@@ -165,6 +169,7 @@ class Claim:
         if self.duplicate or self.completed or self._held is None:
             raise IdempotencyError(f"idempotency key {self.key!r} has no claim to complete")
         idem, kv = self._idem, self._idem.kv
+        await idem.spaced(self._wrote_at)  # first, so the lease is judged after the wait
         now = kv.clock()
         text = _encode(
             {"state": State.COMPLETED.value, "token": self._token, "at": now, "result": result}
@@ -176,6 +181,7 @@ class Claim:
         else:
             if ours:
                 await kv.delete_if_equals(self._store_key, self._held)
+                await idem.spaced(time.monotonic())
             if not await kv.put_if_absent(self._store_key, text, expiration_ttl=idem.result_ttl):
                 self._held = None
                 logger.warning(
@@ -206,6 +212,7 @@ class Claim:
         if held is None:
             return
         try:
+            await self._idem.spaced(self._wrote_at)
             await self._idem.kv.delete_if_equals(self._store_key, held)
         except Exception as exc:
             if error is None:
@@ -262,6 +269,16 @@ class Idempotency:
             f"result_ttl={self.result_ttl}>"
         )
 
+    async def spaced(self, since: float | None) -> None:
+        """Wait out the store's `same_key_write_interval` since `since` (the monotonic time
+        of our last write of the key), so that Workers KV does not refuse the next write
+        with 429: a claim completed within a second of its claim waits for the rest."""
+        interval = self.kv.same_key_write_interval
+        if interval and since is not None:
+            left = since + interval - time.monotonic()
+            if left > 0:
+                await asyncio.sleep(left)
+
     async def run(self, key: str, handler: Callable[[], Awaitable[Any]]) -> Outcome:
         """Run `handler` once for `key`, or return the result an earlier run stored.
 
@@ -307,12 +324,16 @@ class Idempotency:
         if not key:
             raise KVValidationError("Idempotency key cannot be empty.")
         kv, store_key = self.kv, self.prefix + key
+        removed: float | None = None  # when we removed an expired holder's record
         for _ in range(CLAIM_ATTEMPTS):
             token = secrets.token_hex(16)
             expires = math.floor(kv.clock()) + self.lease_ttl
             held = _encode({"state": State.IN_PROGRESS.value, "token": token, "expires": expires})
+            await self.spaced(removed)
             if await kv.put_if_absent(store_key, held, expiration_ttl=self.lease_ttl):
-                return Claim(self, key, token=token, held=held, expires=expires)
+                return Claim(
+                    self, key, token=token, held=held, expires=expires, wrote_at=time.monotonic()
+                )
             current = await kv.get(store_key)
             if current is None:
                 continue  # released or expired between our claim and the read: try again
@@ -326,6 +347,7 @@ class Idempotency:
                 # has it (a clock ahead of ours, or a longer store TTL): take it over.
                 # Only that exact record is removed; its late completion is fenced.
                 await kv.delete_if_equals(store_key, current)
+                removed = time.monotonic()
                 continue
             raise AlreadyInProgress(key, retry_after=record.retry_after(now))
         raise AlreadyInProgress(key, retry_after=1)

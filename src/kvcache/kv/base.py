@@ -67,6 +67,9 @@ class KVStore(ABC):
     #: True when `Limits.relaxed()` can apply; False where a server enforces
     #: Workers KV's own limits whatever the client allows.
     relaxable: ClassVar[bool] = True
+    #: Seconds to leave between two writes of one key: Workers KV refuses a second write
+    #: within a second with 429 (1 write per second per key). 0: no such limit.
+    same_key_write_interval: ClassVar[float] = 0.0
 
     def __init__(
         self,

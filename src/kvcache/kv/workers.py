@@ -78,6 +78,7 @@ class WorkersKV(SingleKeyFallbacks, KVStore):
     consistent: ClassVar[bool] = False
     separate_namespaces: ClassVar[bool] = False
     relaxable: ClassVar[bool] = False
+    same_key_write_interval: ClassVar[float] = 1.0
 
     def __init__(
         self,

@@ -91,6 +91,11 @@ class KVStore:
         return self._store.relaxable
 
     @property
+    def same_key_write_interval(self) -> float:
+        """Seconds to leave between two writes of one key (Workers KV: 1; else 0)."""
+        return self._store.same_key_write_interval
+
+    @property
     def closed(self) -> bool:
         return self._portal.closed
 
