@@ -8,6 +8,7 @@ run over PostgreSQL once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -145,3 +146,22 @@ async def test_the_service_on_postgresql(tmp_path: Path, postgres_url: str) -> N
             [row] = (await client.get("/api/webhooks")).json()["deliveries"]
             assert (row["webhookId"], row["attempts"], row["outcome"]) == ("pg-1", 2, "processed")
             assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_closing_while_a_batch_is_being_written_loses_no_row(log: DeliveryLog) -> None:
+    """close() lets a flush under way finish (cancelling it inside its transaction could
+    leave that connection holding the database's write lock), then writes the rest."""
+    log.start()
+    for i in range(3000):
+        await log.record(delivery(f"batch-{i}"), "processed", duration=0.001)
+    for _ in range(2000):  # until the writer is inside a flush
+        if log._lock.locked():
+            break
+        await asyncio.sleep(0.001)
+    assert log._lock.locked()
+    for i in range(100):  # more while it writes
+        await log.record(delivery(f"late-{i}"), "processed", duration=0.001)
+    await log.close()
+    async with log.engine.connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM webhook_deliveries"))).scalar()
+    assert count == 3100
