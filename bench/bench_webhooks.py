@@ -4,6 +4,7 @@ Reproduce (starts both servers itself on free 127.0.0.1 ports; Markdown to stdou
 
     pip install -e '.[service]'
     python bench/bench_webhooks.py              # --seconds 6 --generators 2 --open-share 0.5
+    python bench/bench_webhooks.py --rounds 5   # each open-loop row 5 times, p99: the median
 
 kvcache: `kvcache serve` on the embedded SQLite store (a fresh directory), the built-in
 customers/update invalidation handler, signed deliveries of which 10% repeat one sent
@@ -308,12 +309,25 @@ def _report(rows: list[Row], workers_runs: tuple[int, ...]) -> None:
                 f"| (context) server CPU per request, kvcache / bare, same run | {cpu:.2f}x | | |"
             )
         closed = _pick(rows, "closed", "kvcache", workers, 200)
-        opened = [r for r in rows if r.mode != "closed" and r.target == "kvcache"]
-        for ours in [closed, *(r for r in opened if r.workers == workers)]:
-            met = "yes" if ours.p99 < 20 and not ours.non_2xx + ours.unsent else "NO"
+        # Open loop: each rate's rounds (fresh servers), judged by their median p99.
+        rounds: dict[str, list[Row]] = {}
+        for row in rows:
+            if row.mode != "closed" and row.target == "kvcache" and row.workers == workers:
+                rounds.setdefault(row.mode, []).append(row)
+        for mode, group in [(closed.mode, [closed]), *rounds.items()]:
+            p99 = statistics.median(r.p99 for r in group)
+            failed = sum(r.non_2xx + r.unsent for r in group)
+            met = "yes" if p99 < 20 and not failed else "NO"
+            each = (
+                ""
+                if len(group) == 1
+                else f" (median of {len(group)} rounds: "
+                + ", ".join(f"{r.p99:.1f}" for r in group)
+                + ")"
+            )
             print(
-                f"| kvcache p99, {ours.mode}, {workers} worker(s), 200 connections | "
-                f"{ours.p99:.1f} ms | < 20 ms | {met} |"
+                f"| kvcache p99, {mode}, {workers} worker(s), 200 connections{each} | "
+                f"{p99:.1f} ms | < 20 ms | {met} |"
             )
 
 
@@ -328,6 +342,12 @@ def main() -> None:
         help="open-loop rate as a share of the bare endpoint's closed-loop req/s (200 conns)",
     )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="open-loop rows per rate and target, each on a fresh server (p99: their median)",
+    )
     args = parser.parse_args()
     parsers = [name for name in ("httptools", "uvloop") if importlib.util.find_spec(name)]
     print(
@@ -355,7 +375,8 @@ def main() -> None:
         rates: list[tuple[int, float | None]] = [(200, args.open_share * c) for c in capacities]
         for target in ("kvcache", "bare"):
             for rate in rates:  # one server each: a rate it cannot keep up with leaves a backlog
-                measure(target, workers, [rate])
+                for _ in range(args.rounds):
+                    measure(target, workers, [rate])
     _report(rows, tuple(args.workers))
     print()
     print(f"load average {os.getloadavg()[0]:.2f} at the end")

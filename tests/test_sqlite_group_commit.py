@@ -154,3 +154,35 @@ async def test_a_group_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
         )
         await kv.put("after", "v")  # nothing is left stuck
         assert await kv.get("after") == "v"
+
+
+async def test_another_threads_loop_writes_alone_and_leaves_the_group_alone(
+    store: SQLiteStore,
+) -> None:
+    """A future may only be resolved on its own loop: groups form on the loop that wrote
+    first; a write from another thread's loop runs alone and touches no group state."""
+    import threading
+
+    await store.put("here", "1")  # this loop now groups the store's writes
+    group = store._writes_
+    bound = group._loop
+    assert bound is asyncio.get_running_loop()
+    errors: list[BaseException] = []
+
+    def elsewhere() -> None:
+        async def run() -> None:
+            await asyncio.gather(*(store.put(f"there:{i}", "2") for i in range(10)))
+
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # re-raised in the test's thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    await asyncio.to_thread(thread.join, 30)
+    assert errors == []
+    assert group._loop is bound and group._queue == []
+    assert await store.get_many([f"there:{i}" for i in range(10)]) == {
+        f"there:{i}": "2" for i in range(10)
+    }

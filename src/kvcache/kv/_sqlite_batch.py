@@ -17,6 +17,8 @@ iteration, where everything queued by then is committed in one transaction.
 - While another process holds the file's lock the group waits for it with awaits
   (`_sqlite_wait.retry`), up to the store's busy timeout, and writes made
   meanwhile join it.
+- Groups form on one event loop, the first that writes (a later one once that is
+  closed); a store also used from another thread's loop runs those writes alone.
 """
 
 from __future__ import annotations
@@ -87,11 +89,13 @@ class GroupCommit:
         """Run one write statement (`many`: over a list of rows); returns the rows it changed."""
         write = _Write(sql, params, many, rows, sweeps)
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
         if self._loop is not loop:
-            if self._queue or self._waiting is not None:
-                return await self._alone(write)  # another loop's group is open: no mixing
+            if self._loop is not None and not self._loop.is_closed():
+                # Another thread's loop groups this connection's writes: no mixing (a
+                # future may only be resolved on its own loop). Each write runs alone.
+                return await self._alone(write)
             self._loop, self._writer = loop, None
+        task = asyncio.current_task(loop)
         if not self._queue and self._waiting is None and self._writer in (None, task):
             if self._writer is None:
                 self._writer = task
@@ -174,6 +178,10 @@ class GroupCommit:
                 raise Locked from exc
             self._one_by_one(group)
             return
+        except Exception as exc:  # not SQLite's: no write of the group may hang on it
+            for write in group:
+                _reject(write, exc)
+            return
         self._committed(sum(write.rows for write in group), sum(w.rows for w in group if w.sweeps))
         for write, count in zip(group, changed, strict=True):
             _resolve(write, count)
@@ -185,7 +193,7 @@ class GroupCommit:
                 count = self._run_alone(write)
             except Locked as locked:
                 _reject(write, self._locked(locked.__cause__ or locked))
-            except KVBackendError as exc:
+            except Exception as exc:  # KVBackendError, or anything unforeseen: this write's
                 _reject(write, exc)
             else:
                 self._committed(write.rows, write.rows if write.sweeps else 0)
