@@ -105,7 +105,7 @@ async def test_a_write_cancelled_before_its_group_commits_is_not_made(
 
 
 async def test_a_failing_write_fails_alone(store: SQLiteStore) -> None:
-    group = store._writes_
+    group = store._group
     sql = "INSERT OR REPLACE INTO kv (namespace, key, value, expiration, metadata) "
     good = sql + "VALUES ('g', ?, X'76', NULL, NULL)"
     outcomes = await asyncio.gather(
@@ -164,7 +164,7 @@ async def test_another_threads_loop_writes_alone_and_leaves_the_group_alone(
     import threading
 
     await store.put("here", "1")  # this loop now groups the store's writes
-    group = store._writes_
+    group = store._group
     bound = group._loop
     assert bound is asyncio.get_running_loop()
     errors: list[BaseException] = []

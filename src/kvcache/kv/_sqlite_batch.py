@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from . import _sqlite_schema as schema
-from ._sqlite_wait import Locked, is_busy, retry
+from ._sqlite_wait import Locked, retry
 from .errors import KVBackendError
 
 __all__ = ["GroupCommit"]
@@ -53,28 +52,54 @@ def _execute(conn: sqlite3.Connection, write: _Write) -> int:
     return conn.execute(write.sql, write.params).rowcount
 
 
-class GroupCommit:
-    """The write path of one SQLite connection (see the module docstring).
+def _alone(write: _Write) -> Callable[[sqlite3.Connection], int]:
+    """The store op of one write: one statement, or one transaction over many rows."""
 
-    `fail` maps a SQLite error to the store's KVBackendError, `locked` does so for a
-    lock held past the busy timeout, and `committed(rows, sweep_rows)` is told after
-    every commit (the store's checkpoints and sweeps hang on it).
+    def op(conn: sqlite3.Connection) -> int:
+        if not write.many:
+            return _execute(conn, write)
+        with schema.transaction(conn):
+            return _execute(conn, write)
+
+    return op
+
+
+def _together(group: list[_Write]) -> Callable[[sqlite3.Connection], list[int]]:
+    """The store op of a group: every write in one IMMEDIATE transaction (a group of
+    one as that write alone: one statement commits itself, no BEGIN ... COMMIT)."""
+
+    def op(conn: sqlite3.Connection) -> list[int]:
+        if len(group) == 1:
+            return [_alone(group[0])(conn)]
+        with schema.transaction(conn):
+            return [_execute(conn, write) for write in group]
+
+    return op
+
+
+class GroupCommit:
+    """The write path of one SQLite store (see the module docstring).
+
+    It runs its ops through the store's own `attempt` (one try under the connection's
+    lock: `Locked` if another connection holds the file, else the store's
+    KVBackendError) and `run` (the same, waiting while locked, up to `busy_timeout`);
+    `locked` is the store's error for a lock held past that, and `committed(rows,
+    sweep_rows)` is told after every commit (the store's checkpoints and sweeps hang
+    on it).
     """
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
-        lock: threading.RLock,
         *,
+        attempt: Callable[[Callable[[sqlite3.Connection], Any]], Any],
+        run: Callable[[Callable[[sqlite3.Connection], int]], Awaitable[int]],
         busy_timeout: float,
-        fail: Callable[[sqlite3.Error], KVBackendError],
         locked: Callable[[BaseException], KVBackendError],
         committed: Callable[[int, int], None],
     ) -> None:
-        self._conn = conn
-        self._lock = lock
+        self._attempt = attempt
+        self._run = run
         self._busy_timeout = busy_timeout
-        self._fail = fail
         self._locked = locked
         self._committed = committed
         self._queue: list[_Write] = []
@@ -93,14 +118,14 @@ class GroupCommit:
             if self._loop is not None and not self._loop.is_closed():
                 # Another thread's loop groups this connection's writes: no mixing (a
                 # future may only be resolved on its own loop). Each write runs alone.
-                return await self._alone(write)
+                return await self._at_once(write)
             self._loop, self._writer = loop, None
         task = asyncio.current_task(loop)
         if not self._queue and self._waiting is None and self._writer in (None, task):
             if self._writer is None:
                 self._writer = task
                 loop.call_soon(self._end_iteration)
-            return await self._alone(write)
+            return await self._at_once(write)
         # Queued: the writer's `_end_iteration`, or the group waiting for the lock, takes it.
         write.future = loop.create_future()
         self._queue.append(write)
@@ -116,30 +141,15 @@ class GroupCommit:
         self._writer = None
         self._flush()
 
-    async def _alone(self, write: _Write) -> int:
-        """One write at once, as one statement or one transaction; waits while locked."""
-        try:
-            changed = self._run_alone(write)
-        except Locked as locked:
-            try:
-                changed = await retry(lambda: self._run_alone(write), self._busy_timeout)
-            except Locked as still:
-                cause = still.__cause__ or locked.__cause__ or still
-                raise self._locked(cause) from cause
-        self._committed(write.rows, write.rows if write.sweeps else 0)
+    async def _at_once(self, write: _Write) -> int:
+        """One write now, through the store's `run` (which waits while the file is locked)."""
+        changed = await self._run(_alone(write))
+        self._tell(write)
         return changed
 
-    def _run_alone(self, write: _Write) -> int:
-        try:
-            with self._lock:
-                if not write.many:
-                    return _execute(self._conn, write)
-                with schema.transaction(self._conn):
-                    return _execute(self._conn, write)
-        except sqlite3.Error as exc:
-            if is_busy(exc):
-                raise Locked from exc
-            raise self._fail(exc) from exc
+    def _tell(self, *writes: _Write) -> None:
+        """Tell the store a commit of these writes happened."""
+        self._committed(sum(w.rows for w in writes), sum(w.rows for w in writes if w.sweeps))
 
     def _flush(self) -> None:
         if self._waiting is not None or not self._queue:
@@ -156,47 +166,37 @@ class GroupCommit:
         self._queue = []
         if not group:
             return
-        if len(group) == 1:  # one statement commits itself: no BEGIN ... COMMIT around it
-            try:
-                count = self._run_alone(group[0])
-            except Locked:
-                self._queue[:0] = group
-                raise
-            except KVBackendError as exc:
-                _reject(group[0], exc)
-                return
-            self._committed(group[0].rows, group[0].rows if group[0].sweeps else 0)
-            _resolve(group[0], count)
-            return
         try:
-            with self._lock:
-                with schema.transaction(self._conn):
-                    changed = [_execute(self._conn, write) for write in group]
-        except sqlite3.Error as exc:
-            if is_busy(exc):
-                self._queue[:0] = group
-                raise Locked from exc
-            self._one_by_one(group)
+            changed = self._attempt(_together(group))
+        except Locked:
+            self._queue[:0] = group
+            raise
+        except KVBackendError as exc:
+            if len(group) == 1:
+                _reject(group[0], exc)
+            else:
+                self._one_by_one(group)
             return
         except Exception as exc:  # not SQLite's: no write of the group may hang on it
             for write in group:
                 _reject(write, exc)
             return
-        self._committed(sum(write.rows for write in group), sum(w.rows for w in group if w.sweeps))
+        self._tell(*group)
         for write, count in zip(group, changed, strict=True):
             _resolve(write, count)
 
     def _one_by_one(self, group: list[_Write]) -> None:
-        """After a group failed for another reason than the lock: each write alone."""
+        """After a group failed for another reason than the lock: each write alone, so
+        only the one at fault fails."""
         for write in group:
             try:
-                count = self._run_alone(write)
+                count = self._attempt(_alone(write))
             except Locked as locked:
                 _reject(write, self._locked(locked.__cause__ or locked))
             except Exception as exc:  # KVBackendError, or anything unforeseen: this write's
                 _reject(write, exc)
             else:
-                self._committed(write.rows, write.rows if write.sweeps else 0)
+                self._tell(write)
                 _resolve(write, count)
 
     async def _wait_for_lock(self) -> None:

@@ -37,7 +37,6 @@ from ._sqlite_wait import is_busy
 
 __all__ = [
     "BEHIND_FRAMES",
-    "BEHIND_LIMIT",
     "CHECK_EVERY",
     "WAL_FRAMES",
     "WAL_LIMIT",
@@ -55,12 +54,11 @@ WAL_FRAMES = 4000
 WAL_LIMIT = WAL_FRAMES * (4096 + 24)
 #: Past this many frames, writers pause after each write until it is restarted again.
 BEHIND_FRAMES = 2 * WAL_FRAMES
-BEHIND_LIMIT = BEHIND_FRAMES * (4096 + 24)
 #: Where the wal-index header (the `-shm` file's first bytes) keeps mxFrame, the number of
 #: valid frames in the WAL, as a native-order u32 (sqlite.org/walformat.html).
 _MX_FRAME = struct.Struct("=I")
 _MX_FRAME_OFFSET = 16
-#: How many rows written between two looks at the WAL's size (a look is one stat, ~1 µs).
+#: How many rows written between two looks at the WAL's size (a look is one pread, ~1 µs).
 CHECK_EVERY = 16
 #: How long the thread waits for the write lock, and then (holding it) for older readers.
 #: Short, since every writer waits meanwhile: a reader that keeps an old snapshot open

@@ -155,11 +155,10 @@ class SQLiteStore(KVStore):
             ) from exc
         self._checkpointer = Checkpointer(path)
         self._behind = False
-        self._writes_ = GroupCommit(
-            self._conn,
-            self._lock,
+        self._group = GroupCommit(
+            attempt=self._attempt,
+            run=self._run,
             busy_timeout=busy_timeout,
-            fail=self._fail,
             locked=self._locked,
             committed=self._committed,
         )
@@ -328,7 +327,7 @@ class SQLiteStore(KVStore):
 
         While the WAL is far past its limit it returns after a pause, in every process
         that writes the file, so the checkpoint can take the lock (`_committed`)."""
-        changed = await self._writes_.write(sql, params, many=many, rows=rows, sweeps=sweeps)
+        changed = await self._group.write(sql, params, many=many, rows=rows, sweeps=sweeps)
         if self._behind:
             await asyncio.sleep(BEHIND_PAUSE)
         return changed
@@ -393,7 +392,7 @@ class SQLiteStore(KVStore):
 
     async def _close(self) -> None:
         """Close on the worker thread: the last connection to a file checkpoints it."""
-        await self._writes_.drain()
+        await self._group.drain()
 
         def close() -> None:
             with self._lock:
