@@ -28,6 +28,12 @@ cost more CPU than the server under test):
 Beside each figure: the generators' CPU (share of one core, summed) and the
 server's CPU per answered request (all its processes, from /proc), which the
 machine's other load changes less than req/s.
+
+And the floor (bench/_floor.py, measured first, in this process): the CPU of one
+delivery's store statements run raw with `sqlite3`, no kvcache code. Where the
+server is CPU-bound, 0.5x the bare endpoint's req/s allows kvcache twice the bare
+endpoint's CPU per request: the bare endpoint's own HTTP work, and as much again
+for everything else. The report sets the floor beside that allowance.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from pathlib import Path
 
 import httpx
 
+from _floor import sqlite_floor
 from _load import WARMUP, Plan, generate
 from kvcache.shopify.samples import sample
 from kvcache.shopify.webhooks import signed_headers
@@ -285,7 +292,7 @@ def _pick(rows: list[Row], mode: str, target: str, workers: int, connections: in
     )
 
 
-def _report(rows: list[Row], workers_runs: tuple[int, ...]) -> None:
+def _report(rows: list[Row], workers_runs: tuple[int, ...], floor: float) -> None:
     print(HEADER)
     print("|---" * HEADER.count(" | ") + "|---|")
     for row in rows:
@@ -307,6 +314,11 @@ def _report(rows: list[Row], workers_runs: tuple[int, ...]) -> None:
             cpu = ours.server_cpu_us / bare.server_cpu_us
             print(
                 f"| (context) server CPU per request, kvcache / bare, same run | {cpu:.2f}x | | |"
+            )
+            print(
+                f"| (context) SQLite floor of one delivery (raw sqlite3) / what 0.5x leaves "
+                f"beside HTTP ({bare.server_cpu_us:,.0f} µs, the bare endpoint's CPU per "
+                f"request) | {floor:,.0f} µs = {floor / bare.server_cpu_us:.2f}x | | |"
             )
         closed = _pick(rows, "closed", "kvcache", workers, 200)
         # Open loop: each rate's rounds (fresh servers), judged by their median p99.
@@ -354,6 +366,8 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.2f} at the start; uvicorn http/loop 'auto' "
         f"(installed: {', '.join(parsers) or 'neither httptools nor uvloop: h11, asyncio'})"
     )
+    floor = statistics.median(sqlite_floor(seed=seed) for seed in range(3))
+    print(f"SQLite floor of one delivery (bench/_floor.py, median of 3): {floor:,.0f} µs CPU")
     print()
     rows: list[Row] = []
 
@@ -377,7 +391,7 @@ def main() -> None:
             for rate in rates:  # one server each: a rate it cannot keep up with leaves a backlog
                 for _ in range(args.rounds):
                     measure(target, workers, [rate])
-    _report(rows, tuple(args.workers))
+    _report(rows, tuple(args.workers), floor)
     print()
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
 

@@ -152,6 +152,13 @@ echo
 echo "== app/uninstalled: the shop is marked uninstalled, its token deleted, its cache purged"
 trigger --topic app/uninstalled
 $kv shop list
-echo "keys of $shop left: $($kv --namespace CACHE kv key list --prefix "shop:$shop:" | $py -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+# A purge leaves tombstones (read as misses, gone after 60 s) so that no fill begun before it
+# can store; count the entries that still hold a value.
+$kv --namespace CACHE kv key list --prefix "shop:$shop:" | $py -c '
+import json, sys
+keys = json.load(sys.stdin)
+buried = sum(1 for key in keys if key.get("metadata") == "kvcache:tombstone")
+print(f"  keys of {sys.argv[1]} still holding a value: {len(keys) - buried} ({buried} tombstones)")
+' "$shop"
 echo "== the delivery log (kvcache webhook list)"
 $kv webhook list --limit 6
