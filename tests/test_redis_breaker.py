@@ -150,8 +150,8 @@ def server(tmp_path: Path) -> RedisServer:
     return RedisServer(tmp_path / "redis").start()
 
 
-async def watched_cache(server: RedisServer) -> tuple[Watched, Cache]:
-    inner = await kvcache.open_kv(server.url, namespace=fresh_namespace())
+async def watched_cache(server: RedisServer, options: str = "") -> tuple[Watched, Cache]:
+    inner = await kvcache.open_kv(server.url + options, namespace=fresh_namespace())
     assert isinstance(inner, RedisStore)
     store = Watched(inner)
     return store, Cache(store, breaker=store.breaker)
@@ -167,7 +167,9 @@ def assert_one_call_per_cooldown(store: Watched) -> None:
 
 
 async def test_killed_and_restarted_under_50_callers(server: RedisServer) -> None:
-    store, cache = await watched_cache(server)
+    # A dead server refuses connections at once; the long timeouts only keep a freshly
+    # restarted one that is slow to answer on a loaded machine from failing a call.
+    store, cache = await watched_cache(server, "?socket_timeout=2&write_timeout=2")
     try:
         async with Callers(cache) as callers:
             await until(lambda: callers.served > 300)
