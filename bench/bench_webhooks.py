@@ -5,8 +5,10 @@ Reproduce (starts both servers itself on free 127.0.0.1 ports; Markdown to stdou
     pip install -e '.[service]'
     python bench/bench_webhooks.py              # --seconds 6 --generators 2 --open-share 0.5
     python bench/bench_webhooks.py --rounds 5   # each open-loop row 5 times, p99: the median
+    python bench/bench_webhooks.py --store redis   # kvcache on a redis-server it starts
 
-kvcache: `kvcache serve` on the embedded SQLite store (a fresh directory), the built-in
+kvcache: `kvcache serve` on the embedded SQLite store (a fresh directory; with `--store
+redis`, a redis-server started for the run and emptied before each server), the built-in
 customers/update invalidation handler, signed deliveries of which 10% repeat one sent
 at least 400 requests earlier (duplicates). Peer: bench/_bare_app.py, a Starlette endpoint that
 reads the body and answers 200, on the same uvicorn (same workers, log level, no
@@ -39,6 +41,7 @@ for everything else. The report sets the floor beside that allowance.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import multiprocessing
@@ -59,6 +62,7 @@ import httpx
 
 from _floor import sqlite_floor
 from _load import WARMUP, Plan, generate
+from _redis import redis_server
 from kvcache.shopify.samples import sample
 from kvcache.shopify.webhooks import signed_headers
 
@@ -234,11 +238,19 @@ def load(
 
 
 @contextmanager
-def server(target: str, workers: int, directory: Path) -> Iterator[tuple[int, int]]:
-    """Start `target` on a free port; yields (port, pid of the server's main process)."""
+def server(
+    target: str, workers: int, directory: Path, store: str | None = None
+) -> Iterator[tuple[int, int]]:
+    """Start `target` on a free port (kvcache on `store`, a Redis URL, or the embedded
+    SQLite default); yields (port, pid of the server's main process)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KVCACHE_", "PROMETHEUS_"))}
     env["SHOPIFY_API_SECRET"] = SECRET
+    if store is not None and target == "kvcache":
+        import redis
+
+        redis.Redis.from_url(store).flushall()  # each server starts on an empty store
+        env["KVCACHE_STORE"] = store
     common = ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
     if target == "kvcache":
         command = [sys.executable, "-m", "kvcache", "serve", *common]
@@ -283,6 +295,11 @@ def server(target: str, workers: int, directory: Path) -> Iterator[tuple[int, in
             process.wait()
 
 
+def _redis_version() -> str:
+    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, check=True)
+    return " ".join(out.stdout.split()[:3])
+
+
 def _pick(rows: list[Row], mode: str, target: str, workers: int, connections: int) -> Row:
     return next(
         r
@@ -292,7 +309,7 @@ def _pick(rows: list[Row], mode: str, target: str, workers: int, connections: in
     )
 
 
-def _report(rows: list[Row], workers_runs: tuple[int, ...], floor: float) -> None:
+def _report(rows: list[Row], workers_runs: tuple[int, ...], floor: float | None) -> None:
     print(HEADER)
     print("|---" * HEADER.count(" | ") + "|---|")
     for row in rows:
@@ -315,6 +332,8 @@ def _report(rows: list[Row], workers_runs: tuple[int, ...], floor: float) -> Non
             print(
                 f"| (context) server CPU per request, kvcache / bare, same run | {cpu:.2f}x | | |"
             )
+            if floor is None:
+                continue
             print(
                 f"| (context) SQLite floor of one delivery (raw sqlite3) / what 0.5x leaves "
                 f"beside HTTP ({bare.server_cpu_us:,.0f} µs, the bare endpoint's CPU per "
@@ -360,20 +379,36 @@ def main() -> None:
         default=1,
         help="open-loop rows per rate and target, each on a fresh server (p99: their median)",
     )
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "redis"),
+        default="sqlite",
+        help="kvcache's store: the embedded SQLite default, or a redis-server started for the run",
+    )
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        store = None if args.store == "sqlite" else stack.enter_context(redis_server()).url
+        _run(args, store)
+
+
+def _run(args: argparse.Namespace, store: str | None) -> None:
     parsers = [name for name in ("httptools", "uvloop") if importlib.util.find_spec(name)]
     print(
         f"load average {os.getloadavg()[0]:.2f} at the start; uvicorn http/loop 'auto' "
         f"(installed: {', '.join(parsers) or 'neither httptools nor uvloop: h11, asyncio'})"
     )
-    floor = statistics.median(sqlite_floor(seed=seed) for seed in range(3))
-    print(f"SQLite floor of one delivery (bench/_floor.py, median of 3): {floor:,.0f} µs CPU")
+    floor = None
+    if store is None:
+        floor = statistics.median(sqlite_floor(seed=seed) for seed in range(3))
+        print(f"SQLite floor of one delivery (bench/_floor.py, median of 3): {floor:,.0f} µs CPU")
+    else:
+        print(f"kvcache's store: a redis-server of its own ({_redis_version()})")
     print()
     rows: list[Row] = []
 
     def measure(target: str, workers: int, runs: list[tuple[int, float | None]]) -> list[Row]:
         with tempfile.TemporaryDirectory(prefix="kvcache-bench-") as tmp:
-            with server(target, workers, Path(tmp)) as (port, pid):
+            with server(target, workers, Path(tmp), store) as (port, pid):
                 for connections, rate in runs:
                     rows.append(
                         load(target, workers, pid, port, connections, args, Path(tmp), rate)
