@@ -23,29 +23,37 @@ import random
 import sqlite3
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
+from kvcache.cache._fence import DELETED, TOMBSTONE_METADATA
+from kvcache.idempotency import DEFAULT_PREFIX
 from kvcache.kv import _sqlite_schema as schema
+from kvcache.kv import validation as v
+from kvcache.kv.limits import Limits
 from kvcache.kv.sqlite import _GET, _LISTS, _PUT, _PUT_IF_ABSENT, prefix_upper_bound
+from kvcache.shopify import keys
 
 __all__ = ["sqlite_floor"]
 
-_SHOP = "shop:bench.myshopify.com:customer:"
+_SHOP = "bench.myshopify.com"
 _EXPIRES = 2_000_000_000
+_TOMBSTONE_METADATA = v.metadata_json(TOMBSTONE_METADATA, Limits())
 
 
 def _delivery(conn: sqlite3.Connection, rng: random.Random, held: bytes, done: bytes) -> None:
-    claim = f"idem:bench.myshopify.com:{rng.getrandbits(128):032x}"
+    claim = f"{DEFAULT_PREFIX}{_SHOP}:{uuid.UUID(int=rng.getrandbits(128))}"
     customer = rng.randrange(10**12)
     now = time.time()
     conn.execute(_PUT_IF_ABSENT, ("WEBHOOKS", claim, held, _EXPIRES, None, now))
-    index = f"{_SHOP}emails:{customer}:"
+    index = keys.customer_emails_prefix(_SHOP, customer)
     upper = prefix_upper_bound(index)
     conn.execute(_LISTS[False, True], ("CACHE", index, upper, now, 1001)).fetchall()
     rows: list[tuple[str, str, bytes, int, str | None]] = []
-    for key in (f"{_SHOP}email:c{customer}@example.com", f"{_SHOP}id:{customer}"):
-        rows.append(("CACHE", f".deleted:{key}", b"0123456789abcdef|1764000000.5", _EXPIRES, None))
-        rows.append(("CACHE", key, b"~0123456789abcdef|", _EXPIRES, '"kvcache:tombstone"'))
+    email = f"c{customer}@example.com"
+    for key in (keys.customer_email_key(_SHOP, email), keys.customer_id_key(_SHOP, customer)):
+        rows.append(("CACHE", DELETED + key, b"0123456789abcdef|1764000000.5", _EXPIRES, None))
+        rows.append(("CACHE", key, b"~0123456789abcdef|", _EXPIRES, _TOMBSTONE_METADATA))
     with schema.transaction(conn):
         conn.executemany(_PUT, rows)
     conn.execute(_GET, ("WEBHOOKS", claim)).fetchall()

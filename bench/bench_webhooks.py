@@ -332,13 +332,12 @@ def _report(rows: list[Row], workers_runs: tuple[int, ...], floor: float | None)
             print(
                 f"| (context) server CPU per request, kvcache / bare, same run | {cpu:.2f}x | | |"
             )
-            if floor is None:
-                continue
-            print(
-                f"| (context) SQLite floor of one delivery (raw sqlite3) / what 0.5x leaves "
-                f"beside HTTP ({bare.server_cpu_us:,.0f} µs, the bare endpoint's CPU per "
-                f"request) | {floor:,.0f} µs = {floor / bare.server_cpu_us:.2f}x | | |"
-            )
+            if floor is not None:
+                print(
+                    f"| (context) SQLite floor of one delivery (raw sqlite3) / what 0.5x leaves "
+                    f"beside HTTP ({bare.server_cpu_us:,.0f} µs, the bare endpoint's CPU per "
+                    f"request) | {floor:,.0f} µs = {floor / bare.server_cpu_us:.2f}x | | |"
+                )
         closed = _pick(rows, "closed", "kvcache", workers, 200)
         # Open loop: each rate's rounds (fresh servers), judged by their median p99.
         rounds: dict[str, list[Row]] = {}

@@ -156,8 +156,9 @@ $kv shop list
 # can store; count the entries that still hold a value.
 $kv --namespace CACHE kv key list --prefix "shop:$shop:" | $py -c '
 import json, sys
+from kvcache.cache._fence import TOMBSTONE_METADATA
 keys = json.load(sys.stdin)
-buried = sum(1 for key in keys if key.get("metadata") == "kvcache:tombstone")
+buried = sum(1 for key in keys if key.get("metadata") == TOMBSTONE_METADATA)
 print(f"  keys of {sys.argv[1]} still holding a value: {len(keys) - buried} ({buried} tombstones)")
 ' "$shop"
 echo "== the delivery log (kvcache webhook list)"
